@@ -1,0 +1,3 @@
+from qwenlocal.cli import main
+
+main()

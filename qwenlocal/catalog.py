@@ -1,0 +1,198 @@
+"""The model catalog (models.toml) as typed data, and name resolution.
+
+`resolve("4b")`, `resolve("9b:q8_0")`, `resolve("qwen3.5-2b")` give a catalog target;
+`resolve("./file.gguf")` gives a file target. Unknown names raise an error listing the valid ones.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from .errors import Exit, QwenlocalError
+
+# Best first. Only these are offered by the picker; others can still be named explicitly.
+PICK_QUANTS = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float
+    top_p: float
+    top_k: int
+    min_p: float
+    presence_penalty: float
+    repeat_penalty: float
+
+
+@dataclass(frozen=True)
+class QuantFile:
+    quant: str
+    repo: str
+    file: str
+    bytes: int
+    approx: bool = False
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    display: str
+    aliases: tuple[str, ...]
+    params_b: float
+    layers: int
+    embedding: int
+    context_length: int
+    kv_bytes_per_token: int
+    recurrent_bytes: int
+    thinking_default: bool
+    think_budget: int
+    sampling_thinking: Sampling
+    sampling_plain: Sampling
+    quants: dict[str, QuantFile] = field(hash=False)
+    alternates: tuple[QuantFile, ...] = ()
+
+    def sampling(self, thinking: bool) -> Sampling:
+        return self.sampling_thinking if thinking else self.sampling_plain
+
+    def quant(self, quant: str) -> QuantFile:
+        key = quant.upper()
+        if key not in self.quants:
+            raise QwenlocalError(
+                f"{self.display} has no quantization '{quant}'",
+                hint=f"choose one of: {', '.join(q.lower() for q in self.quants)}",
+                code=Exit.UNKNOWN_MODEL,
+            )
+        return self.quants[key]
+
+
+@dataclass(frozen=True)
+class CatalogTarget:
+    """A catalog model, with the quantization the user asked for (None: let the picker choose)."""
+
+    spec: ModelSpec
+    quant: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.name}:{self.quant.lower()}" if self.quant else self.spec.name
+
+
+@dataclass(frozen=True)
+class FileTarget:
+    path: Path
+
+    @property
+    def label(self) -> str:
+        return str(self.path)
+
+
+Target = CatalogTarget | FileTarget
+
+
+@dataclass(frozen=True)
+class Catalog:
+    models: dict[str, ModelSpec]
+
+    def names(self) -> list[str]:
+        """Every name a user may type, short aliases first."""
+        return [a for spec in self.models.values() for a in spec.aliases[:1]] + list(self.models)
+
+    def by_alias(self) -> dict[str, ModelSpec]:
+        table = {}
+        for spec in self.models.values():
+            for alias in (spec.name, *spec.aliases):
+                table[alias.lower()] = spec
+        return table
+
+    def resolve(self, name: str) -> Target:
+        if looks_like_path(name):
+            return FileTarget(Path(name).expanduser())
+        base, _, quant = name.strip().lower().partition(":")
+        # "qwen3.5:9b" is an alias; "9b:q8_0" is a model with a quantization.
+        table = self.by_alias()
+        if name.strip().lower() in table:
+            return CatalogTarget(table[name.strip().lower()])
+        spec = table.get(base)
+        if spec is None:
+            raise self.unknown(name)
+        if quant:
+            return CatalogTarget(spec, spec.quant(quant).quant)
+        return CatalogTarget(spec)
+
+    def unknown(self, name: str) -> QwenlocalError:
+        valid = ", ".join(spec.aliases[0] for spec in self.models.values())
+        close = difflib.get_close_matches(name.lower(), list(self.by_alias()), n=1)
+        suggestion = f"did you mean '{close[0]}'? " if close else ""
+        return QwenlocalError(
+            f"unknown model '{name}'",
+            hint=f"{suggestion}valid models: {valid} (optionally with a quantization, e.g. "
+            "4b:q8_0), their full names (qwen3.5-4b), or a path to a .gguf file",
+            code=Exit.UNKNOWN_MODEL,
+        )
+
+
+def looks_like_path(name: str) -> bool:
+    return (
+        name.lower().endswith(".gguf")
+        or any(s in name for s in ("/", "\\"))
+        or name[:1]
+        in (
+            ".",
+            "~",
+        )
+    )
+
+
+def _quant_files(repo: str, table: dict) -> dict[str, QuantFile]:
+    return {
+        q.upper(): QuantFile(q.upper(), repo, f["file"], int(f["bytes"]), bool(f.get("approx")))
+        for q, f in table.items()
+    }
+
+
+def parse(data: dict) -> Catalog:
+    sampling = {
+        (group, mode == "thinking"): Sampling(**values)
+        for group, modes in data["sampling"].items()
+        for mode, values in modes.items()
+    }
+    models = {}
+    for name, m in data["models"].items():
+        source = m["source"]
+        alternates = tuple(
+            qf for alt in m.get("alternates", ()) for qf in _quant_files(alt["repo"], alt["quants"]).values()
+        )
+        models[name] = ModelSpec(
+            name=name,
+            display=m["display"],
+            aliases=tuple(m["aliases"]),
+            params_b=float(m["params_b"]),
+            layers=int(m["layers"]),
+            embedding=int(m["embedding"]),
+            context_length=int(m["context_length"]),
+            kv_bytes_per_token=int(m["kv_bytes_per_token"]),
+            recurrent_bytes=int(m["recurrent_bytes"]),
+            thinking_default=bool(m["thinking_default"]),
+            think_budget=int(m["think_budget"]),
+            sampling_thinking=sampling[(m["sampling"], True)],
+            sampling_plain=sampling[(m["sampling"], False)],
+            quants=_quant_files(source["repo"], source["quants"]),
+            alternates=alternates,
+        )
+    return Catalog(models)
+
+
+@cache
+def load() -> Catalog:
+    text = resources.files("qwenlocal").joinpath("models.toml").read_text(encoding="utf-8")
+    return parse(tomllib.loads(text))
+
+
+def spec_for_embedding(n_embd: int) -> ModelSpec | None:
+    """The catalog model a GGUF of this width is (llama.cpp tells the sizes apart the same way)."""
+    return next((s for s in load().models.values() if s.embedding == n_embd), None)

@@ -1,0 +1,67 @@
+"""`qwenlocal doctor`: what was detected, and what would run, with the reason."""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib import metadata
+
+from .config import Settings, config_file, data_dir
+from .hardware import detect
+from .loader import plan
+
+
+def _hf_cache() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def report(settings: Settings) -> dict:
+    hw = detect()
+    choice, path, label = plan(settings, hw)
+    return {
+        "qwenlocal": metadata.version("qwenlocal"),
+        "llama_cpp_python": metadata.version("llama-cpp-python"),
+        "hardware": hw.as_dict(),
+        "paths": {"config": str(config_file()), "data": str(data_dir()), "hf_cache": _hf_cache()},
+        "pick": choice.as_dict() | {"label": label, "local_path": str(path) if path else None},
+    }
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024**3:.1f} GiB"
+
+
+def doctor(settings: Settings) -> None:
+    data = report(settings)
+    if settings.json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    hw, pick = data["hardware"], data["pick"]
+    gpus = ", ".join(f"{g['name']} ({_size(g['free'])} free of {_size(g['total'])})" for g in hw["gpus"])
+    lines = [
+        f"qwenlocal {data['qwenlocal']}, llama-cpp-python {data['llama_cpp_python']} "
+        f"(GPU offload: {'yes' if hw['gpu_offload'] else 'no, CPU-only build'})",
+        f"system:   {hw['system']}, {hw['cpu_threads']} cores used of {hw['logical_cpus']} logical CPUs",
+        f"memory:   {_size(hw['available_ram'])} available of {_size(hw['total_ram'])}"
+        + (" (unified)" if hw["unified_memory"] else ""),
+        f"GPU:      {gpus or 'none detected'}",
+        f"config:   {data['paths']['config']}",
+        f"models:   {data['paths']['hf_cache']} (the Hugging Face cache)",
+        "",
+        f"pick:     {pick['label']}  ({pick['repo']}/{pick['file']})",
+        f"          context {pick['n_ctx']} tokens, {pick['n_threads']} threads, "
+        f"GPU layers {pick['n_gpu_layers']}, about {_size(pick['memory_bytes'])} of memory",
+        f"why:      {pick['reason']}",
+        "status:   "
+        + (
+            f"downloaded: {pick['local_path']}"
+            if pick["local_path"]
+            else f"not downloaded: run `qwenlocal pull {pick['label']}`"
+        ),
+    ]
+    if pick["considered"]:
+        lines.append("also considered:")
+        lines += [f"  - {c}" for c in pick["considered"]]
+    sys.stdout.write("\n".join(lines) + "\n")

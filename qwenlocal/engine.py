@@ -1,0 +1,369 @@
+"""The llama.cpp engine: load a GGUF, render its own chat template, stream events.
+
+This is the only module that touches llama-cpp-python, and it uses the C API directly: explicit
+context size, threads and GPU layers (never the library's defaults of 512 tokens on the CPU),
+one reusable batch, a native sampler chain, and a detokenizer that decodes every token whole
+(llama-cpp-python 0.3.36 drops any token longer than 32 bytes).
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .catalog import Sampling
+from .errors import Exit, QwenlocalError
+from .events import Done, Event, Notice, Stats
+from .thinking import ThinkSplitter
+
+# What Qwen's own reasoning-budget recipe appends when the budget runs out.
+BUDGET_CLOSE = (
+    "\n\nConsidering the limited time by the user, I have to give the solution based on the "
+    "thinking directly now.\n</think>\n\n"
+)
+GGUF_MAGIC = b"GGUF"
+_log_lines: deque[str] = deque(maxlen=50)
+_log_callback = None  # keeps the ctypes callback alive
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    n_ctx: int
+    n_threads: int
+    n_gpu_layers: int = 0
+    n_batch: int = 512
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    sampling: Sampling
+    think: bool = False
+    think_budget: int | None = None  # reasoning tokens before the think block is closed
+    max_tokens: int | None = None
+    seed: int | None = None
+
+
+def _llama():
+    """Import llama_cpp once, route its log into a buffer (shown with QWENLOCAL_DEBUG=1)."""
+    global _log_callback
+    import llama_cpp
+
+    if _log_callback is None:
+        from .config import debug
+
+        show = debug()
+
+        @llama_cpp.llama_log_callback
+        def callback(level, text, user_data):
+            line = text.decode("utf-8", "replace")
+            _log_lines.append(line)
+            if show:
+                import sys
+
+                sys.stderr.write(line)
+
+        _log_callback = callback
+        llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+        llama_cpp.llama_backend_init()
+    return llama_cpp
+
+
+def gpu_offload_supported() -> bool:
+    return bool(_llama().llama_supports_gpu_offload())
+
+
+def check_gguf(path: Path) -> None:
+    """Refuse what llama.cpp cannot load, before it tries: missing files and non-GGUF files."""
+    if not path.exists():
+        raise QwenlocalError(
+            f"model file not found: {path}",
+            hint="check the path, or name a catalog model such as 2b (see `qwenlocal list`)",
+            code=Exit.MODEL_FILE,
+        )
+    if not path.is_file():
+        raise QwenlocalError(
+            f"not a file: {path}", hint="give the path of a .gguf file", code=Exit.MODEL_FILE
+        )
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise QwenlocalError(f"cannot read {path}: {exc.strerror}", code=Exit.MODEL_FILE) from None
+    if magic != GGUF_MAGIC:
+        raise QwenlocalError(
+            f"{path} is not a GGUF model file",
+            hint="qwenlocal runs GGUF files; get one with `qwenlocal pull`",
+            code=Exit.MODEL_FILE,
+        )
+
+
+def _load_error(path: Path) -> QwenlocalError:
+    errors = [line.strip() for line in _log_lines if "error" in line.lower() or "fail" in line.lower()]
+    detail = next((e for e in reversed(errors) if "corrupt" in e or "bounds" in e or "truncat" in e), None)
+    detail = detail or (errors[0] if errors else "llama.cpp could not load it")
+    return QwenlocalError(
+        f"cannot load {path}: {detail.split(': ', 1)[-1].removeprefix('error loading model: ')}",
+        hint="the file may be truncated or corrupt: download it again (`qwenlocal pull`), "
+        "or run with QWENLOCAL_DEBUG=1 for llama.cpp's log",
+        code=Exit.MODEL_FILE,
+    )
+
+
+class LlamaEngine:
+    """One loaded model and its context. `stream()` is the one way to generate."""
+
+    def __init__(self, path: Path | str, options: LoadOptions) -> None:
+        self.path = Path(path)
+        self.options = options
+        check_gguf(self.path)
+        lib = self._lib = _llama()
+        started = time.perf_counter()
+        _log_lines.clear()
+        mparams = lib.llama_model_default_params()
+        mparams.n_gpu_layers = options.n_gpu_layers
+        self._model = lib.llama_model_load_from_file(str(self.path).encode(), mparams)
+        if not self._model:
+            raise _load_error(self.path)
+        self._vocab = lib.llama_model_get_vocab(self._model)
+        cparams = lib.llama_context_default_params()
+        cparams.n_ctx = options.n_ctx
+        cparams.n_batch = cparams.n_ubatch = options.n_batch
+        cparams.n_seq_max = 1
+        cparams.n_threads = cparams.n_threads_batch = options.n_threads
+        self._ctx = lib.llama_init_from_model(self._model, cparams)
+        if not self._ctx:
+            lib.llama_model_free(self._model)
+            self._model = None
+            raise QwenlocalError(
+                f"cannot create a context of {options.n_ctx} tokens for {self.path.name}",
+                hint="try a smaller --ctx (the machine may be short of memory)",
+                code=Exit.DOES_NOT_FIT,
+            )
+        self.n_ctx = lib.llama_n_ctx(self._ctx)
+        self._batch = lib.llama_batch_init(options.n_batch, 0, 1)
+        self._pieces: dict[int, bytes] = {}
+        self.load_s = time.perf_counter() - started
+        self.template = self.meta("tokenizer.chat_template")
+        self._formatter = None
+
+    # -- model facts ----------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = self._lib.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            self._lib.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", "replace")
+
+    @property
+    def architecture(self) -> str | None:
+        return self.meta("general.architecture")
+
+    @property
+    def n_embd(self) -> int:
+        return self._lib.llama_model_n_embd(self._model)
+
+    # -- text <-> tokens ------------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        data = text.encode("utf-8")
+        size = len(data) + 16
+        buf = (self._lib.llama_token * size)()
+        n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, size, False, True)
+        if n < 0:  # cannot happen with one token per byte at most, but be exact anyway
+            buf = (self._lib.llama_token * -n)()
+            n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, -n, False, True)
+        return list(buf[:n])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token, however long (the library's own detokenize stops at 32)."""
+        cached = self._pieces.get(token)
+        if cached is not None:
+            return cached
+        buf = ctypes.create_string_buffer(64)
+        n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        self._pieces[token] = buf.raw[:n]
+        return self._pieces[token]
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return b"".join(self.piece(t) for t in tokens).decode("utf-8", "replace")
+
+    def render(self, messages: list[dict], think: bool, tools: list[dict] | None = None) -> str:
+        """The prompt, written by the GGUF's own chat template with `enable_thinking` set."""
+        if not self.template:
+            raise QwenlocalError(
+                f"{self.path.name} has no chat template",
+                hint="use a chat (instruct) GGUF of Qwen3.5, e.g. `qwenlocal pull 2b`",
+                code=Exit.MODEL_FILE,
+            )
+        if self._formatter is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            self._formatter = Jinja2ChatFormatter(self.template, eos_token="<|im_end|>", bos_token="")
+        try:
+            return self._formatter(messages=messages, tools=tools, enable_thinking=think).prompt
+        except Exception as exc:  # the template's raise_exception() and jinja errors
+            raise QwenlocalError(
+                f"the chat template rejected the conversation: {exc}", code=Exit.BAD_INPUT
+            ) from None
+
+    # -- generation -----------------------------------------------------------------------
+
+    def _decode(self, tokens: list[int], start: int) -> None:
+        """Evaluate `tokens` at positions start.. in batches; logits only for the last one."""
+        lib, batch = self._lib, self._batch
+        for offset in range(0, len(tokens), self.options.n_batch):
+            chunk = tokens[offset : offset + self.options.n_batch]
+            batch.n_tokens = len(chunk)
+            for i, tok in enumerate(chunk):
+                batch.token[i] = tok
+                batch.pos[i] = start + offset + i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = False
+            batch.logits[len(chunk) - 1] = offset + len(chunk) == len(tokens)
+            rc = lib.llama_decode(self._ctx, batch)
+            if rc != 0:
+                raise QwenlocalError(
+                    f"llama.cpp failed to evaluate the prompt (llama_decode returned {rc})",
+                    hint="the context may be full or memory short: try a smaller --ctx",
+                    code=Exit.ERROR,
+                )
+
+    def _sampler(self, options: GenerateOptions):
+        lib, s = self._lib, options.sampling
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        add = lambda smpl: lib.llama_sampler_chain_add(chain, smpl)  # noqa: E731
+        if s.temperature <= 0:
+            add(lib.llama_sampler_init_greedy())
+            return chain
+        if s.repeat_penalty != 1.0 or s.presence_penalty:
+            n_vocab = lib.llama_vocab_n_tokens(self._vocab)
+            add(lib.llama_sampler_init_penalties(n_vocab, 64, s.repeat_penalty, 0.0, s.presence_penalty))
+        if s.top_k > 0:
+            add(lib.llama_sampler_init_top_k(s.top_k))
+        if s.top_p < 1.0:
+            add(lib.llama_sampler_init_top_p(s.top_p, 1))
+        if s.min_p > 0:
+            add(lib.llama_sampler_init_min_p(s.min_p, 1))
+        add(lib.llama_sampler_init_temp(s.temperature))
+        seed = options.seed if options.seed is not None else lib.LLAMA_DEFAULT_SEED
+        add(lib.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        return chain
+
+    def prompt_tokens(self, messages: list[dict], think: bool, tools: list[dict] | None = None) -> list[int]:
+        """Render and tokenize; refuse a prompt that does not fit (never truncate it)."""
+        tokens = self.tokenize(self.render(messages, think, tools))
+        if len(tokens) >= self.n_ctx:
+            raise QwenlocalError(
+                f"the prompt is {len(tokens)} tokens but the context holds {self.n_ctx}",
+                hint=f"shorten the input or raise the context, e.g. --ctx {_round_up(len(tokens) * 2)}",
+                code=Exit.CONTEXT_OVERFLOW,
+            )
+        return tokens
+
+    def stream(
+        self, messages: list[dict], options: GenerateOptions, tools: list[dict] | None = None
+    ) -> Iterator[Event]:
+        """Answer the conversation: ReasoningDelta / TextDelta / Notice events, then Done."""
+        lib = self._lib
+        tokens = self.prompt_tokens(messages, options.think, tools)
+        started = time.perf_counter()
+        lib.llama_memory_clear(lib.llama_get_memory(self._ctx), True)
+        self._decode(tokens, 0)
+        prompt_s = time.perf_counter() - started
+        n_past = len(tokens)
+        sampler = self._sampler(options)
+        splitter = ThinkSplitter(options.think)
+        utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+        generated: list[int] = []
+        reasoning_tokens = 0
+        finish = "stop"
+        ttft = 0.0
+        gen_started = time.perf_counter()
+        budget = options.think_budget if options.think else None
+        try:
+            while True:
+                token = lib.llama_sampler_sample(sampler, self._ctx, -1)
+                if not generated:
+                    ttft = time.perf_counter() - started
+                    gen_started = time.perf_counter()
+                if lib.llama_vocab_is_eog(self._vocab, token):
+                    break
+                generated.append(token)
+                was_reasoning = splitter.in_reasoning
+                yield from splitter.feed(utf8.decode(self.piece(token)))
+                reasoning_tokens += was_reasoning
+                if options.max_tokens is not None and len(generated) >= options.max_tokens:
+                    finish = "length"
+                    yield Notice(f"stopped at the limit of {options.max_tokens} tokens (--max-tokens)")
+                    break
+                if n_past + 1 >= self.n_ctx:
+                    finish = "context"
+                    yield Notice(f"stopped: the context of {self.n_ctx} tokens is full (raise --ctx)")
+                    break
+                step = [token]
+                if budget and splitter.in_reasoning and reasoning_tokens >= budget:
+                    close = self.tokenize(BUDGET_CLOSE)
+                    if n_past + 1 + len(close) < self.n_ctx:
+                        yield Notice(f"reasoning budget of {budget} tokens reached; answering now")
+                        step += close
+                        generated += close
+                        yield from splitter.feed(utf8.decode(b"".join(self.piece(t) for t in close)))
+                self._decode(step, n_past)
+                n_past += len(step)
+            yield from splitter.feed(utf8.decode(b"", final=True))
+            yield from splitter.flush()
+        finally:
+            lib.llama_sampler_free(sampler)
+        stats = Stats(
+            load_s=self.load_s,
+            prompt_tokens=len(tokens),
+            prompt_s=prompt_s,
+            generated_tokens=len(generated),
+            reasoning_tokens=reasoning_tokens,
+            generate_s=time.perf_counter() - gen_started,
+            ttft_s=ttft,
+            n_ctx=self.n_ctx,
+        )
+        yield Done(splitter.answer, splitter.reasoning, finish, stats, tuple(generated))
+
+    def close(self) -> None:
+        lib = self._lib
+        if getattr(self, "_batch", None) is not None:
+            lib.llama_batch_free(self._batch)
+            self._batch = None
+        if getattr(self, "_ctx", None):
+            lib.llama_free(self._ctx)
+            self._ctx = None
+        if getattr(self, "_model", None):
+            lib.llama_model_free(self._model)
+            self._model = None
+
+    def __enter__(self) -> LlamaEngine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _round_up(n: int) -> int:
+    size = 1024
+    while size < n:
+        size *= 2
+    return size
+
+
+def with_temperature(sampling: Sampling, temperature: float | None) -> Sampling:
+    return sampling if temperature is None else replace(sampling, temperature=temperature)

@@ -1,0 +1,69 @@
+"""One error type for everything the user can cause or fix, and the table of exit codes.
+
+Every failure the user can act on is raised as `QwenlocalError(message, hint, code)`; `cli.main()`
+is the one place that turns it into a line on stderr and an exit status. README.md's exit-code
+table is generated from `EXIT_CODES` (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Exit(IntEnum):
+    OK = 0
+    ERROR = 1  # an unexpected internal error (a bug: run again with QWENLOCAL_DEBUG=1)
+    USAGE = 2  # bad command-line usage or a bad setting
+    UNKNOWN_MODEL = 3  # a model name that is not in the catalog
+    MODEL_FILE = 4  # a model file that is missing, truncated, corrupt or not a GGUF
+    NOT_DOWNLOADED = 5  # the model is not in the local cache yet
+    CONTEXT_OVERFLOW = 6  # the prompt does not fit in the context window
+    BAD_INPUT = 7  # unusable input: binary or non-UTF-8 stdin, an empty prompt
+    DOES_NOT_FIT = 8  # no model fits this machine's memory
+    NETWORK = 10  # the hub could not be reached
+    HUB_NOT_FOUND = 11  # the repository or file does not exist on the hub
+    HUB_AUTH = 12  # the repository is gated or private: a token is needed
+    DISK_FULL = 13  # not enough free disk space
+    CHECKSUM = 14  # the downloaded file does not match the hub's sha256
+    OFFLINE = 15  # offline mode and the file is not cached
+    INTERRUPTED = 130  # interrupted with Ctrl-C (128 + SIGINT)
+
+
+EXIT_CODES: dict[Exit, str] = {
+    Exit.OK: "success",
+    Exit.ERROR: "unexpected internal error (run with QWENLOCAL_DEBUG=1 for a traceback)",
+    Exit.USAGE: "bad command-line usage or an invalid setting",
+    Exit.UNKNOWN_MODEL: "unknown model name (the message lists the valid ones)",
+    Exit.MODEL_FILE: "model file missing, truncated, corrupt or not a GGUF",
+    Exit.NOT_DOWNLOADED: "model not downloaded yet (the message names the command to get it)",
+    Exit.CONTEXT_OVERFLOW: "prompt longer than the context window (never truncated)",
+    Exit.BAD_INPUT: "unusable input: binary or non-UTF-8 stdin, empty prompt",
+    Exit.DOES_NOT_FIT: "no model fits in this machine's memory",
+    Exit.NETWORK: "the model hub could not be reached",
+    Exit.HUB_NOT_FOUND: "repository or file not found on the hub",
+    Exit.HUB_AUTH: "gated or private repository: log in or set HF_TOKEN",
+    Exit.DISK_FULL: "not enough free disk space",
+    Exit.CHECKSUM: "downloaded file does not match the hub's sha256 (it was removed)",
+    Exit.OFFLINE: "offline and the file is not in the cache",
+    Exit.INTERRUPTED: "interrupted (Ctrl-C); partial output is kept",
+}
+
+
+class QwenlocalError(Exception):
+    """A failure with a message, a hint saying what to do next, and an exit code."""
+
+    def __init__(self, message: str, hint: str = "", code: Exit = Exit.ERROR) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def exit_code_table() -> str:
+    """The exit-code table as Markdown, for README.md."""
+    rows = ["| code | meaning |", "|---:|---|"]
+    rows += [f"| {int(code)} | {text} |" for code, text in EXIT_CODES.items()]
+    return "\n".join(rows)

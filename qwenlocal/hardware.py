@@ -1,0 +1,310 @@
+"""What this machine has (`detect`) and which model it should run (`pick`, a pure function).
+
+The pick counts everything a run needs in memory: the weights, the KV cache of the full-attention
+layers for the chosen context, the recurrent (Gated DeltaNet) state, llama.cpp's compute buffers
+and a safety margin. It also estimates decode speed, which on these dense models is bound by
+memory bandwidth (every weight is read once per token), and refuses picks that would crawl.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass, field
+
+from .catalog import PICK_QUANTS, Catalog, ModelSpec, QuantFile
+
+GiB = 1024**3
+MiB = 1024**2
+
+MIN_TOKENS_PER_S = 8.0  # about reading speed; slower than this a chat feels broken
+CPU_GBPS_PER_THREAD = 5.5  # measured: 0.8B Q4_K_M (0.53 GB) decodes at ~21.5 tok/s on 2 threads
+CPU_GBPS_MAX = 60.0  # what a desktop's memory channels deliver at best
+DEFAULT_GPU_GBPS = 300.0  # when the GPU's bandwidth cannot be read
+APPLE_GBPS = 100.0  # M-series base chips: 68-120 GB/s
+RUNTIME_OVERHEAD = 350 * MiB  # Python, llama.cpp, compute buffers at batch 512
+DEFAULT_CTX = 32768
+MIN_CTX = 4096
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    total: int
+    free: int
+    gbps: float = DEFAULT_GPU_GBPS
+
+
+@dataclass(frozen=True)
+class Hardware:
+    total_ram: int
+    available_ram: int
+    cpu_threads: int  # threads llama.cpp should use: physical cores available to us
+    logical_cpus: int
+    gpus: tuple[Gpu, ...] = ()
+    gpu_offload: bool = False  # whether this llama.cpp build can offload to a GPU
+    unified_memory: bool = False  # Apple silicon: the GPU shares the RAM
+    system: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Want:
+    """What the user fixed; None leaves the choice to `pick`."""
+
+    model: ModelSpec | None = None
+    quant: str | None = None
+    n_ctx: int | None = None
+    n_gpu_layers: int | None = None
+    n_threads: int | None = None
+
+
+@dataclass(frozen=True)
+class Choice:
+    model: ModelSpec
+    quant: QuantFile
+    n_ctx: int
+    n_gpu_layers: int
+    n_threads: int
+    memory_bytes: int
+    tokens_per_s: float
+    fits: bool
+    reason: str
+    considered: tuple[str, ...] = field(default=())
+
+    def as_dict(self) -> dict:
+        return {
+            "model": self.model.name,
+            "quant": self.quant.quant,
+            "repo": self.quant.repo,
+            "file": self.quant.file,
+            "file_bytes": self.quant.bytes,
+            "n_ctx": self.n_ctx,
+            "n_gpu_layers": self.n_gpu_layers,
+            "n_threads": self.n_threads,
+            "memory_bytes": self.memory_bytes,
+            "tokens_per_s": round(self.tokens_per_s, 1),
+            "fits": self.fits,
+            "reason": self.reason,
+            "considered": list(self.considered),
+        }
+
+
+# -- detection --------------------------------------------------------------------------------
+
+
+def _nvidia_gpus() -> tuple[Gpu, ...]:
+    try:
+        import pynvml
+    except ImportError:
+        return ()
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # no driver or no GPU: NVML raises its own error types
+        return ()
+    gpus = []
+    try:
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            name = pynvml.nvmlDeviceGetName(handle)
+            try:  # bus width (bits) x memory clock (MHz) x 2 (double data rate)
+                width = pynvml.nvmlDeviceGetMemoryBusWidth(handle)
+                clock = pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_MEM)
+                gbps = width / 8 * clock * 2 / 1000 or DEFAULT_GPU_GBPS
+            except Exception:
+                gbps = DEFAULT_GPU_GBPS
+            gpus.append(Gpu(name if isinstance(name, str) else name.decode(), mem.total, mem.free, gbps))
+    finally:
+        pynvml.nvmlShutdown()
+    return tuple(gpus)
+
+
+def _usable_threads() -> tuple[int, int]:
+    import psutil
+
+    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    physical = psutil.cpu_count(logical=False) or logical
+    # llama.cpp decodes fastest on physical cores; never more than we may run on
+    return max(1, min(physical, logical)), logical or 1
+
+
+def detect(gpu_offload: bool | None = None) -> Hardware:
+    """Probe this machine. `gpu_offload=None` asks the installed llama.cpp build."""
+    import psutil
+
+    vm = psutil.virtual_memory()
+    threads, logical = _usable_threads()
+    apple = sys.platform == "darwin" and platform.machine() == "arm64"
+    if gpu_offload is None:
+        from .engine import gpu_offload_supported
+
+        gpu_offload = gpu_offload_supported()
+    gpus = _nvidia_gpus()
+    if apple:  # Metal may use about three quarters of unified memory
+        gpus = (
+            Gpu("Apple GPU (unified memory)", int(vm.total * 0.75), int(vm.available * 0.75), APPLE_GBPS),
+        )
+    return Hardware(
+        total_ram=vm.total,
+        available_ram=vm.available,
+        cpu_threads=threads,
+        logical_cpus=logical,
+        gpus=gpus,
+        gpu_offload=gpu_offload,
+        unified_memory=apple,
+        system=f"{platform.system()} {platform.machine()}",
+    )
+
+
+# -- the pick ---------------------------------------------------------------------------------
+
+
+def context_bytes(model: ModelSpec, n_ctx: int) -> int:
+    return model.kv_bytes_per_token * n_ctx + model.recurrent_bytes
+
+
+def memory_needed(model: ModelSpec, quant: QuantFile, n_ctx: int) -> int:
+    return quant.bytes + context_bytes(model, n_ctx) + RUNTIME_OVERHEAD
+
+
+def margin(hw: Hardware) -> int:
+    """Memory to leave to the rest of the system: 10% of RAM, between 0.5 and 2 GiB."""
+    return int(min(max(hw.total_ram * 0.10, 0.5 * GiB), 2 * GiB))
+
+
+def cpu_gbps(hw: Hardware) -> float:
+    return min(CPU_GBPS_PER_THREAD * hw.cpu_threads, CPU_GBPS_MAX)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    n_ctx: int
+    n_gpu_layers: int
+    memory: int
+    tokens_per_s: float
+    fits: bool
+    where: str
+
+
+def _plan(hw: Hardware, model: ModelSpec, quant: QuantFile, want: Want) -> _Plan:
+    """Where the model would live, with which context, and how fast it would decode."""
+    ram_budget = hw.available_ram - margin(hw)
+    gpu = (
+        max(hw.gpus, key=lambda g: g.free, default=None) if hw.gpu_offload and not hw.unified_memory else None
+    )
+    ctx_options = [want.n_ctx] if want.n_ctx else [c for c in (DEFAULT_CTX, 16384, 8192, MIN_CTX)]
+    layers = model.layers + 1  # llama.cpp counts the output layer too
+    for n_ctx in ctx_options:
+        need = memory_needed(model, quant, n_ctx)
+        if hw.unified_memory and hw.gpu_offload and hw.gpus:
+            budget = min(ram_budget, hw.gpus[0].free)
+            if need <= budget:
+                return _Plan(n_ctx, -1, need, hw.gpus[0].gbps * 1e9 / quant.bytes, True, "GPU (Metal)")
+        if gpu is not None:
+            vram_budget = gpu.free - 512 * MiB
+            if want.n_gpu_layers is None and need <= vram_budget:
+                return _Plan(n_ctx, -1, need, gpu.gbps * 1e9 / quant.bytes, True, f"GPU ({gpu.name})")
+            # partial offload: whole layers to the GPU, the rest (and the context) in RAM
+            per_layer = quant.bytes / layers
+            n_gpu = want.n_gpu_layers
+            if n_gpu is None:
+                n_gpu = max(0, min(layers, int((vram_budget - context_bytes(model, n_ctx)) // per_layer)))
+            n_gpu = layers if n_gpu < 0 else min(n_gpu, layers)
+            on_gpu = per_layer * n_gpu
+            in_ram = need - on_gpu
+            seconds = (quant.bytes - on_gpu) / (cpu_gbps(hw) * 1e9) + on_gpu / (gpu.gbps * 1e9)
+            if in_ram <= ram_budget:
+                where = f"{n_gpu}/{layers} layers on {gpu.name}" if n_gpu else "CPU"
+                return _Plan(n_ctx, n_gpu, int(in_ram), 1 / seconds, True, where)
+            continue
+        if need <= ram_budget:
+            return _Plan(n_ctx, 0, need, cpu_gbps(hw) * 1e9 / quant.bytes, True, "CPU")
+    n_ctx = ctx_options[-1]
+    return _Plan(n_ctx, 0, memory_needed(model, quant, n_ctx), cpu_gbps(hw) * 1e9 / quant.bytes, False, "CPU")
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def _choice(hw: Hardware, model: ModelSpec, quant: QuantFile, plan: _Plan, why: str, considered) -> Choice:
+    threads = hw.cpu_threads
+    reason = (
+        f"{model.display} {quant.quant}: {_gb(quant.bytes)} of weights + "
+        f"{_gb(context_bytes(model, plan.n_ctx))} for a {plan.n_ctx // 1024}K context, "
+        f"on the {plan.where}; about {plan.tokens_per_s:.0f} tokens/s expected. {why}"
+    )
+    return Choice(
+        model,
+        quant,
+        plan.n_ctx,
+        plan.n_gpu_layers,
+        threads,
+        plan.memory,
+        plan.tokens_per_s,
+        plan.fits,
+        reason.strip(),
+        tuple(considered),
+    )
+
+
+def pick(hw: Hardware, catalog: Catalog, want: Want = Want()) -> Choice:
+    """The largest model and best quantization that fit in memory and decode at a usable speed."""
+    budget = hw.available_ram - margin(hw)
+    if want.model is not None and want.quant is not None:
+        quant = want.model.quant(want.quant)
+        plan = _plan(hw, want.model, quant, want)
+        why = (
+            "You chose this model and quantization."
+            if plan.fits
+            else (
+                f"It needs {_gb(plan.memory)} but only {_gb(max(budget, 0))} is free: expect swapping "
+                "or a failed load."
+            )
+        )
+        return _choice(hw, want.model, quant, plan, why, [])
+    models = [want.model] if want.model else sorted(catalog.models.values(), key=lambda m: -m.params_b)
+    considered: list[str] = []
+    fallback: tuple[ModelSpec, QuantFile, _Plan] | None = None
+    for model in models:
+        for q in PICK_QUANTS:
+            if q not in model.quants:
+                continue
+            quant = model.quants[q]
+            plan = _plan(hw, model, quant, want)
+            if not plan.fits:
+                considered.append(
+                    f"{model.display} {q}: needs {_gb(plan.memory)}, {_gb(max(budget, 0))} free"
+                )
+                continue
+            if plan.tokens_per_s < MIN_TOKENS_PER_S:
+                considered.append(
+                    f"{model.display} {q}: fits, but about {plan.tokens_per_s:.1f} tokens/s here"
+                )
+                if fallback is None or plan.tokens_per_s > fallback[2].tokens_per_s:
+                    fallback = (model, quant, plan)
+                continue
+            # for each larger model, its smallest quantization says best why it was passed over
+            last = {c.split(" ")[0]: c for c in considered if not c.startswith(model.display)}
+            why = "The largest model that fits and runs at a usable speed."
+            if last:
+                why += " Passed over: " + "; ".join(last.values()) + "."
+            if want.model:
+                why = "The best quantization of the model you chose that fits and runs at a usable speed."
+            return _choice(hw, model, quant, plan, why, considered)
+    if fallback is not None:
+        model, quant, plan = fallback
+        what = "No quantization of this model" if want.model else "Nothing"
+        why = (
+            f"{what} reaches {MIN_TOKENS_PER_S:.0f} tokens/s on this machine; this is the fastest that fits."
+        )
+        return _choice(hw, model, quant, plan, why, considered)
+    model = models[-1]
+    quant = model.quants[PICK_QUANTS[-1]]
+    plan = _plan(hw, model, quant, want)
+    why = f"Nothing fits: it needs {_gb(plan.memory)} and only {_gb(max(budget, 0))} is free."
+    return _choice(hw, model, quant, plan, why, considered)

@@ -1,0 +1,115 @@
+"""From settings to a loaded engine: resolve the name, pick the fit, find the file, load it.
+
+`run`, `chat` and `agent` all start here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import catalog as catalog_mod
+from .catalog import CatalogTarget, FileTarget, ModelSpec, QuantFile, Sampling
+from .config import Settings
+from .engine import GenerateOptions, LlamaEngine, LoadOptions, check_gguf, with_temperature
+from .errors import Exit, QwenlocalError
+from .hardware import Choice, Hardware, Want, detect, pick
+
+# Defaults for a GGUF that is not one of the four catalog sizes.
+_GENERIC_SAMPLING = Sampling(0.7, 0.8, 20, 0.0, 1.5, 1.0)
+
+
+@dataclass
+class Loaded:
+    engine: LlamaEngine
+    choice: Choice
+    spec: ModelSpec | None  # the catalog model this file is, when known
+    label: str
+    warnings: list[str] = field(default_factory=list)
+
+    def generate_options(self, settings: Settings) -> GenerateOptions:
+        spec = self.spec
+        think = settings.think if settings.think is not None else bool(spec and spec.thinking_default)
+        sampling = spec.sampling(think) if spec else _GENERIC_SAMPLING
+        budget = (
+            settings.think_budget
+            if settings.think_budget is not None
+            else (spec.think_budget if spec else None)
+        )
+        return GenerateOptions(
+            sampling=with_temperature(sampling, settings.temperature),
+            think=think,
+            think_budget=budget or None,
+            max_tokens=settings.max_tokens,
+            seed=settings.seed,
+        )
+
+
+def file_spec(path: Path) -> ModelSpec:
+    """A stand-in spec for planning memory of an arbitrary GGUF: the larger models' context costs."""
+    size = path.stat().st_size
+    q = QuantFile("FILE", "", path.name, size)
+    return ModelSpec(
+        name=path.name,
+        display=path.name,
+        aliases=(),
+        params_b=0.0,
+        layers=32,
+        embedding=0,
+        context_length=262144,
+        kv_bytes_per_token=32768,
+        recurrent_bytes=52743373,
+        thinking_default=False,
+        think_budget=0,
+        sampling_thinking=_GENERIC_SAMPLING,
+        sampling_plain=_GENERIC_SAMPLING,
+        quants={"FILE": q},
+    )
+
+
+def plan(settings: Settings, hw: Hardware | None = None) -> tuple[Choice, Path | None, str]:
+    """The choice for these settings and the local file for it (None: not downloaded)."""
+    cat = catalog_mod.load()
+    target = cat.resolve(settings.model) if settings.model else None
+    hw = hw or detect()
+    want = dict(n_ctx=settings.ctx, n_gpu_layers=settings.gpu_layers, n_threads=settings.threads)
+    if isinstance(target, FileTarget):
+        check_gguf(target.path)
+        choice = pick(hw, cat, Want(model=file_spec(target.path), quant="FILE", **want))
+        return choice, target.path, str(target.path)
+    assert target is None or isinstance(target, CatalogTarget)
+    choice = pick(hw, cat, Want(model=target and target.spec, quant=target and target.quant, **want))
+    if not choice.fits and target is None:
+        raise QwenlocalError(
+            f"no model fits in this machine's free memory: {choice.reason}",
+            hint="close other programs, or choose a model and context yourself (--model 0.8b --ctx 4096)",
+            code=Exit.DOES_NOT_FIT,
+        )
+    from .download import find_local
+
+    label = f"{choice.model.name}:{choice.quant.quant.lower()}"
+    return choice, find_local(choice.model, choice.quant), label
+
+
+def open_model(settings: Settings, hw: Hardware | None = None) -> Loaded:
+    choice, path, label = plan(settings, hw)
+    if path is None:
+        size = choice.quant.bytes / 1e9
+        raise QwenlocalError(
+            f"{choice.model.display} {choice.quant.quant} is not downloaded yet ({size:.1f} GB)",
+            hint=f"run `qwenlocal pull {label}` to download it",
+            code=Exit.NOT_DOWNLOADED,
+        )
+    warnings = [] if choice.fits else [f"this may not fit in memory: {choice.reason}"]
+    engine = LlamaEngine(
+        path,
+        LoadOptions(
+            n_ctx=choice.n_ctx,
+            n_threads=settings.threads or choice.n_threads,
+            n_gpu_layers=choice.n_gpu_layers,
+        ),
+    )
+    spec = choice.model if choice.quant.quant != "FILE" else None
+    if spec is None and engine.architecture == "qwen35":
+        spec = catalog_mod.spec_for_embedding(engine.n_embd)
+    return Loaded(engine, choice, spec, label, warnings)

@@ -1,0 +1,67 @@
+"""The user's message for `run`: the prompt argument and piped stdin, combined.
+
+stdin is the material and the argument the instruction (`git diff | qwenlocal run "write a
+commit message"`). A stdin that stays open without data never hangs the program: after
+`stdin_timeout` seconds with no first byte it is left alone, and the user is told.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from .errors import Exit, QwenlocalError
+
+
+@dataclass(frozen=True)
+class StdinRead:
+    text: str | None  # None: a terminal, or nothing arrived in time
+    timed_out: bool = False
+
+
+def read_stdin(timeout: float, stream: BinaryIO | None = None) -> StdinRead:
+    stream = stream if stream is not None else getattr(sys.stdin, "buffer", None)
+    if stream is None or stream.closed:
+        return StdinRead(None)
+    try:
+        if os.isatty(stream.fileno()):
+            return StdinRead(None)
+        ready, _, _ = select.select([stream], [], [], timeout)
+    except (OSError, ValueError):  # no usable file descriptor
+        return StdinRead(None)
+    if not ready:
+        return StdinRead(None, timed_out=True)
+    data = stream.read()
+    return StdinRead(decode(data))
+
+
+def decode(data: bytes) -> str:
+    if b"\x00" in data[:65536]:
+        raise QwenlocalError(
+            "stdin looks like binary data, not text",
+            hint="pipe text files only (for example the output of `git diff` or `cat notes.txt`)",
+            code=Exit.BAD_INPUT,
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise QwenlocalError(
+            f"stdin is not valid UTF-8 (byte {exc.start})",
+            hint="convert it first, e.g. `iconv -f latin1 -t utf-8 file | qwenlocal run ...`",
+            code=Exit.BAD_INPUT,
+        ) from None
+
+
+def compose(prompt: str | None, material: str | None) -> str:
+    """One user message: the material first, then the instruction."""
+    parts = [p.strip("\n") for p in (material, prompt) if p is not None and p.strip()]
+    if not parts:
+        raise QwenlocalError(
+            "no prompt given" if material is None else "the prompt and stdin are both empty",
+            hint='qwenlocal run "your question", or pipe text in: cat notes.txt | qwenlocal run "summarize"',
+            code=Exit.BAD_INPUT,
+        )
+    return "\n\n".join(parts)

@@ -1,0 +1,201 @@
+"""Everything that writes to the terminal: the answer on stdout, the rest on stderr.
+
+On a TTY the answer is rendered as Markdown while it streams (finished lines go to the
+scrollback above a short live area, as aider's mdstream does) and reasoning is dimmed on stderr.
+In a pipe the answer is plain text as the model wrote it, reasoning is hidden unless asked for,
+and there is no colour or spinner. `NO_COLOR` and `TERM=dumb` are honoured by Rich.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+from .events import Done, Event, Notice, ReasoningDelta, Stats, TextDelta
+
+
+def is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def color_allowed() -> bool:
+    return "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def err_console():
+    from rich.console import Console
+
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+def warn(text: str) -> None:
+    sys.stderr.write(f"qwenlocal: {text}\n")
+    sys.stderr.flush()
+
+
+def stats_line(stats: Stats) -> str:
+    return (
+        f"{stats.generated_tokens} tokens, {stats.generate_tps:.1f} tok/s · "
+        f"prompt {stats.prompt_tokens} tokens, {stats.prompt_tps:.1f} tok/s"
+        + (f" ({stats.reused_tokens} reused)" if stats.reused_tokens else "")
+        + f" · first token {stats.ttft_s:.2f}s · load {stats.load_s:.2f}s"
+        f" · context {stats.ctx_used}/{stats.n_ctx}"
+    )
+
+
+class MarkdownStream:
+    """Streams Markdown: stable lines are printed once, the last few stay live until the end."""
+
+    LIVE_LINES = 6
+    MIN_INTERVAL = 0.05
+
+    def __init__(self, console) -> None:
+        from rich.live import Live
+
+        self.console = console
+        self.printed = 0
+        self.last = 0.0
+        self.live = Live(console=console, auto_refresh=False, transient=False, redirect_stderr=False)
+        self.live.start()
+
+    def _lines(self, text: str) -> list[str]:
+        from rich.markdown import Markdown
+
+        with self.console.capture() as capture:
+            self.console.print(Markdown(text, code_theme="monokai"))
+        return capture.get().splitlines(keepends=True)
+
+    def update(self, text: str, final: bool = False) -> None:
+        from rich.text import Text
+
+        now = time.monotonic()
+        if not final and now - self.last < self.MIN_INTERVAL:
+            return
+        self.last = now
+        lines = self._lines(text)
+        stable = len(lines) if final else max(len(lines) - self.LIVE_LINES, 0)
+        if stable > self.printed:
+            self.live.console.print(Text.from_ansi("".join(lines[self.printed : stable])), end="")
+            self.printed = stable
+        self.live.update(Text.from_ansi("".join(lines[stable:])), refresh=True)
+        if final:
+            self.live.stop()
+
+
+@dataclass
+class Renderer:
+    """Turns events into output. One per answer."""
+
+    markdown: bool  # stdout is a TTY: render the answer as Markdown
+    show_reasoning: bool
+    verbose: bool = False
+    json_mode: bool = False
+    model: str = ""
+
+    def __post_init__(self) -> None:
+        self._answer = ""
+        self._reasoning = ""
+        self._in_reasoning = False
+        self._stream: MarkdownStream | None = None
+        self._err = err_console() if is_tty(sys.stderr) else None
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, ReasoningDelta):
+            self._reasoning += event.text
+            if self.show_reasoning and not self.json_mode:
+                self._reason(event.text)
+        elif isinstance(event, TextDelta):
+            self._end_reasoning()
+            self._answer += event.text
+            if self.json_mode:
+                return
+            if self.markdown:
+                if self._stream is None:
+                    from rich.console import Console
+
+                    self._stream = MarkdownStream(Console(file=sys.stdout, highlight=False))
+                self._stream.update(self._answer)
+            else:
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+        elif isinstance(event, Notice):
+            self._end_reasoning()
+            warn(event.text)
+        elif isinstance(event, Done):
+            self.finish(event)
+
+    def _reason(self, text: str) -> None:
+        if self._err is not None:
+            self._err.print(text, style="dim italic", end="")
+        else:
+            sys.stderr.write(text)
+        sys.stderr.flush()
+        self._in_reasoning = True
+
+    def _end_reasoning(self) -> None:
+        if self._in_reasoning:
+            sys.stderr.write("\n\n" if self._err else "\n")
+            sys.stderr.flush()
+            self._in_reasoning = False
+
+    def finish(self, done: Done) -> None:
+        self._end_reasoning()
+        if self.json_mode:
+            payload = {
+                "answer": done.answer,
+                "reasoning": done.reasoning,
+                "model": self.model,
+                "finish": done.finish,
+                "stats": done.stats.as_dict(),
+            }
+            sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        elif self._stream is not None:
+            self._stream.update(self._answer, final=True)
+        elif self._answer and not self._answer.endswith("\n"):
+            sys.stdout.write("\n")
+        sys.stdout.flush()
+        if self.verbose:
+            warn(stats_line(done.stats))
+
+    def interrupted(self) -> None:
+        """Ctrl-C: keep what was written, close the live area, end the line."""
+        if self.json_mode:
+            payload = {
+                "answer": self._answer,
+                "reasoning": self._reasoning,
+                "model": self.model,
+                "finish": "interrupted",
+                "stats": None,
+            }
+            sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        elif self._stream is not None:
+            self._stream.update(self._answer, final=True)
+        elif self._answer and not self._answer.endswith("\n") and not self.json_mode:
+            sys.stdout.write("\n")
+        sys.stdout.flush()
+        self._end_reasoning()
+
+
+class loading:  # noqa: N801 - used as a context manager, reads like a statement
+    """A spinner on stderr while something slow happens, only on a TTY with colour allowed."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._status = None
+
+    def __enter__(self) -> loading:
+        if is_tty(sys.stderr) and color_allowed():
+            self._status = err_console().status(self.text)
+            self._status.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._status is not None:
+            self._status.stop()

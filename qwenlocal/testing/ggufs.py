@@ -1,0 +1,310 @@
+"""GGUF files of the real `qwen35` architecture, written without real weights.
+
+- `write_random(path)`: tiny random weights, the real tensor layout (3 Gated DeltaNet layers and
+  one full-attention layer per block of four), a small byte-level BPE vocabulary with Qwen's
+  special tokens and the official Qwen3.5 chat template.
+- `write_scripted(path, replies)`: the same architecture, with weights chosen so that decoding
+  emits chosen texts. Every block's output projection is zero, so the residual stream at a
+  position is the embedding of its token; each token that starts or continues a reply has its own
+  embedding direction, and the LM head points from each piece to the next. The next token then
+  depends only on the current one: a deterministic model, sampled or greedy, through the real
+  llama.cpp engine, tokenizer and chat template.
+
+`replies` maps a trigger (the text of the last prompt token) to the text that follows it. The
+chat template ends a non-thinking prompt with `</think>\\n\\n` (trigger `"\\n\\n"`) and a thinking
+prompt with `<think>\\n` (trigger `"\\n"`). `think_reply(reasoning, answer)` builds the thinking
+reply, which reaches `"\\n\\n"` after `</think>` and so continues with the non-thinking answer.
+
+Needs the `gguf` package (the test extra).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+SPECIAL = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<think>",
+    "</think>",
+    "<tool_call>",
+    "</tool_call>",
+    "<tool_response>",
+    "</tool_response>",
+]
+CONTROL = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"}  # the rest are user-defined (decoded)
+EOS = "<|im_end|>"
+
+
+def chat_template() -> str:
+    return resources.files(__package__).joinpath("qwen35_chat_template.jinja").read_text("utf-8")
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character table (what byte-level BPE vocabularies use)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs), strict=True))
+
+
+BYTE_CHARS = _bytes_to_unicode()
+
+
+def encode_piece(text: str) -> str:
+    return "".join(BYTE_CHARS[b] for b in text.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Hyperparameters of a qwen35 model. The defaults are tiny; `QWEN35_0_8B` is the real one."""
+
+    n_layer: int = 4
+    n_embd: int = 256
+    n_ff: int = 512
+    n_head: int = 2
+    n_head_kv: int = 1
+    head_dim: int = 128
+    rope_dim: int = 64
+    rope_sections: tuple[int, int, int, int] = (11, 11, 10, 0)
+    ssm_state: int = 128  # Gated DeltaNet head dim (k = v)
+    ssm_groups: int = 2  # QK heads
+    ssm_v_heads: int = 2  # V heads (time_step_rank)
+    context_length: int = 262144
+    n_vocab: int | None = None  # pad the vocabulary to this size (the real one is 248,320)
+
+
+QWEN35_0_8B = Shape(24, 1024, 3584, 8, 2, 256, 64, (11, 11, 10, 0), 128, 16, 16, 262144, 248320)
+QWEN35_2B = Shape(24, 2048, 6144, 8, 2, 256, 64, (11, 11, 10, 0), 128, 16, 16, 262144, 248320)
+
+
+class Vocab:
+    """Byte tokens, the merge for "\\n\\n", extra pieces, then Qwen's special tokens."""
+
+    def __init__(self, pieces: list[str] = (), n_vocab: int | None = None) -> None:
+        self.tokens: list[str] = [BYTE_CHARS[b] for b in range(256)]
+        self.merges = ["Ċ Ċ"]
+        self.tokens.append("ĊĊ")
+        for piece in pieces:
+            self.tokens.append(encode_piece(piece))
+        self.special_start = len(self.tokens)
+        self.tokens += SPECIAL
+        if n_vocab is not None:
+            self.tokens += [f"[PAD{i}]" for i in range(n_vocab - len(self.tokens))]
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+        if len(self.index) != len(self.tokens):
+            raise ValueError("duplicate token texts")
+
+    def id(self, text: str) -> int:
+        """The id of a special token or of a piece given as plain text."""
+        return self.index[text] if text in SPECIAL else self.index[encode_piece(text)]
+
+    def types(self) -> list[int]:
+        # gguf TokenType: NORMAL 1, CONTROL 3, USER_DEFINED 4, UNUSED 5
+        out = []
+        for t in self.tokens:
+            if t in CONTROL:
+                out.append(3)
+            elif t in SPECIAL:
+                out.append(4)
+            elif t.startswith("[PAD"):
+                out.append(5)
+            else:
+                out.append(1)
+        return out
+
+
+def _write(path: Path, shape: Shape, vocab: Vocab, tensors: dict[str, np.ndarray], name: str) -> Path:
+    import gguf
+
+    path = Path(path)
+    w = gguf.GGUFWriter(str(path), "qwen35")
+    w.add_name(name)
+    w.add_context_length(shape.context_length)
+    w.add_embedding_length(shape.n_embd)
+    w.add_block_count(shape.n_layer)
+    w.add_feed_forward_length(shape.n_ff)
+    w.add_head_count(shape.n_head)
+    w.add_head_count_kv(shape.n_head_kv)
+    w.add_key_length(shape.head_dim)
+    w.add_value_length(shape.head_dim)
+    w.add_rope_dimension_count(shape.rope_dim)
+    w.add_rope_dimension_sections(list(shape.rope_sections))
+    w.add_rope_freq_base(1e7)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_ssm_conv_kernel(4)
+    w.add_ssm_state_size(shape.ssm_state)
+    w.add_ssm_group_count(shape.ssm_groups)
+    w.add_ssm_time_step_rank(shape.ssm_v_heads)
+    w.add_ssm_inner_size(shape.ssm_state * shape.ssm_v_heads)
+    w.add_full_attention_interval(4)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen35")
+    w.add_token_list(vocab.tokens)
+    w.add_token_types(vocab.types())
+    w.add_token_merges(vocab.merges)
+    w.add_eos_token_id(vocab.index[EOS])
+    w.add_pad_token_id(vocab.index["<|endoftext|>"])
+    w.add_add_bos_token(False)
+    w.add_chat_template(chat_template())
+    for tname, array in tensors.items():
+        w.add_tensor(tname, np.ascontiguousarray(array, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def _tensors(shape: Shape, n_vocab: int, rng: np.random.Generator, scale: float) -> dict[str, np.ndarray]:
+    """All tensors, numpy order (rows = ggml ne[1]). Norms near 1, ssm_a < 0, small matrices."""
+    e, ff = shape.n_embd, shape.n_ff
+    k_dim = shape.ssm_state * shape.ssm_groups
+    v_dim = shape.ssm_state * shape.ssm_v_heads
+    qkv = 2 * k_dim + v_dim
+    q_out = shape.head_dim * shape.n_head
+    kv_out = shape.head_dim * shape.n_head_kv
+
+    def mat(rows: int, cols: int) -> np.ndarray:
+        return (rng.standard_normal((rows, cols), dtype=np.float32) * scale).astype(np.float32)
+
+    t = {
+        "token_embd.weight": mat(n_vocab, e),
+        "output_norm.weight": np.ones(e, np.float32),
+        "output.weight": mat(n_vocab, e),
+    }
+    for i in range(shape.n_layer):
+        p = f"blk.{i}."
+        t[p + "attn_norm.weight"] = np.ones(e, np.float32)
+        t[p + "post_attention_norm.weight"] = np.ones(e, np.float32)
+        if (i + 1) % 4 == 0:  # full attention; Q is twice as wide (it carries the output gate)
+            t[p + "attn_q.weight"] = mat(2 * q_out, e)
+            t[p + "attn_k.weight"] = mat(kv_out, e)
+            t[p + "attn_v.weight"] = mat(kv_out, e)
+            t[p + "attn_output.weight"] = mat(e, q_out)
+            t[p + "attn_q_norm.weight"] = np.ones(shape.head_dim, np.float32)
+            t[p + "attn_k_norm.weight"] = np.ones(shape.head_dim, np.float32)
+        else:  # Gated DeltaNet
+            t[p + "attn_qkv.weight"] = mat(qkv, e)
+            t[p + "attn_gate.weight"] = mat(v_dim, e)
+            t[p + "ssm_conv1d.weight"] = mat(qkv, 4)
+            t[p + "ssm_dt.bias"] = np.zeros(shape.ssm_v_heads, np.float32)
+            t[p + "ssm_a"] = -np.exp(rng.uniform(0, 1, shape.ssm_v_heads)).astype(np.float32)
+            t[p + "ssm_beta.weight"] = mat(shape.ssm_v_heads, e)
+            t[p + "ssm_alpha.weight"] = mat(shape.ssm_v_heads, e)
+            t[p + "ssm_norm.weight"] = np.ones(shape.ssm_state, np.float32)
+            t[p + "ssm_out.weight"] = mat(e, v_dim)
+        t[p + "ffn_gate.weight"] = mat(ff, e)
+        t[p + "ffn_up.weight"] = mat(ff, e)
+        t[p + "ffn_down.weight"] = mat(e, ff)
+    return t
+
+
+def write_random(path: Path | str, shape: Shape = Shape(), seed: int = 0) -> Path:
+    vocab = Vocab(["Hello", " world", "    ", "def", " return"], n_vocab=shape.n_vocab)
+    rng = np.random.default_rng(seed)
+    return _write(Path(path), shape, vocab, _tensors(shape, len(vocab.tokens), rng, 0.02), "tiny-random")
+
+
+# -- scripted ---------------------------------------------------------------------------------
+
+
+def think_reply(reasoning: str, answer: str) -> dict[str, str]:
+    """Replies for a thinking model: reasoning after `<think>\\n`, then `</think>\\n\\n` and the answer."""
+    return {"\n": f"{reasoning}\n</think>\n\n", "\n\n": answer}
+
+
+_CHUNK = re.compile("|".join(map(re.escape, SPECIAL)) + r"| *[^\W_]+| +|\n+|.", re.S)
+
+
+def split_pieces(text: str, taken: set[str]) -> list[str]:
+    """Cut `text` into pieces, special tokens whole, so that no piece repeats or is `taken`.
+
+    Single bytes and "\\n\\n" are taken by the base vocabulary, so short chunks are joined to the
+    next ones (or, at the end, to the previous piece) until they are new.
+    """
+    pieces: list[str] = []
+    current = ""
+
+    def usable(piece: str) -> bool:
+        return len(piece.encode()) > 1 and piece not in taken
+
+    def flush_into_previous() -> None:
+        nonlocal current
+        if not current:
+            return
+        if not pieces or pieces[-1] in SPECIAL:
+            raise ValueError(f"cannot make a unique piece of {current!r}")
+        joined = pieces.pop() + current
+        if joined in taken:
+            raise ValueError(f"cannot make a unique piece of {joined!r}")
+        pieces.append(joined)
+        taken.add(joined)
+        current = ""
+
+    for chunk in _CHUNK.findall(text):
+        if chunk in SPECIAL:
+            flush_into_previous()
+            if chunk in taken:
+                raise ValueError(f"special token {chunk} used twice in one script")
+            pieces.append(chunk)
+            taken.add(chunk)
+            continue
+        current += chunk
+        if usable(current):
+            pieces.append(current)
+            taken.add(current)
+            current = ""
+    flush_into_previous()
+    return pieces
+
+
+def write_scripted(path: Path | str, replies: dict[str, str], shape: Shape | None = None) -> Path:
+    """A model that answers each trigger with its reply, then `<|im_end|>`."""
+    shape = shape or Shape()
+    taken: set[str] = {"\n", "\n\n"} | set(replies)
+    # A reply that ends in "\n\n" while "\n\n" is itself a trigger goes on with that reply.
+    links = {t: "\n\n" in replies and t != "\n\n" and r.endswith("\n\n") for t, r in replies.items()}
+    chains = {t: split_pieces(r[:-2] if links[t] else r, taken) for t, r in replies.items()}
+    plain = [p for chain in chains.values() for p in chain if p not in SPECIAL]
+    vocab = Vocab(plain)
+    n_vocab = len(vocab.tokens)
+    rng = np.random.default_rng(0)
+    t = _tensors(shape, n_vocab, rng, 0.02)
+    for name in list(t):  # every block adds nothing to the residual stream
+        if name.endswith(("attn_output.weight", "ssm_out.weight", "ffn_down.weight")):
+            t[name][:] = 0
+    embd = np.zeros((n_vocab, shape.n_embd), np.float32)
+    head = np.zeros((n_vocab, shape.n_embd), np.float32)
+    direction: dict[int, int] = {}
+
+    def dir_of(token: int) -> int:
+        if token not in direction:
+            if len(direction) >= shape.n_embd:
+                raise ValueError("script too long for this embedding width")
+            direction[token] = len(direction)
+            embd[token, direction[token]] = 1.0
+        return direction[token]
+
+    for trigger, chain in chains.items():
+        end = vocab.index["ĊĊ"] if links[trigger] else vocab.index[EOS]
+        ids = [vocab.id(trigger)] + [vocab.id(p) for p in chain] + [end]
+        for prev, nxt in zip(ids, ids[1:], strict=False):
+            if head[:, dir_of(prev)].any() and head[nxt, dir_of(prev)] == 0:
+                raise ValueError(f"token {vocab.tokens[prev]!r} would need two successors")
+            head[nxt, dir_of(prev)] = 10.0
+    t["token_embd.weight"] = embd
+    t["output.weight"] = head
+    return _write(Path(path), shape, vocab, t, "tiny-scripted")
