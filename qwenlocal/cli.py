@@ -18,7 +18,7 @@ app = typer.Typer(
     name="qwenlocal",
     help="Run Qwen3.5 small models (0.8B, 2B, 4B, 9B) on this machine, private and offline.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion, and the completion protocol
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -180,7 +180,9 @@ def main() -> None:
     from .config import debug
 
     try:
-        code = app(standalone_mode=False)  # Typer turns Ctrl-C into 130 and returns exit codes
+        code = app(
+            prog_name="qwenlocal", standalone_mode=False
+        )  # Typer turns Ctrl-C into 130 and returns exit codes
     except QwenlocalError as error:
         if debug():
             raise

@@ -172,67 +172,62 @@ def memory_needed(model: ModelSpec, quant: QuantFile, n_ctx: int) -> int:
 
 
 def margin(hw: Hardware) -> int:
-    """Memory to leave to the rest of the system: 10% of RAM, between 0.5 and 2 GiB."""
-    return int(min(max(hw.total_ram * 0.10, 0.5 * GiB), 2 * GiB))
+    """Memory to leave free for everything else: 10% of what is available, 256 MiB to 1 GiB."""
+    return int(min(max(hw.available_ram * 0.10, 256 * MiB), GiB))
 
 
 def cpu_gbps(hw: Hardware) -> float:
-    return min(CPU_GBPS_PER_THREAD * hw.cpu_threads, CPU_GBPS_MAX)
+    """Decode bandwidth on the CPU. Per thread it is ~5.5 GB/s (measured on 2 threads); past that
+    the memory channels saturate (~3.2 GB/s per extra thread seen on 8-10 thread desktops)."""
+    t = hw.cpu_threads
+    return min(CPU_GBPS_PER_THREAD * t, 11.0 + 3.2 * max(t - 2, 0), CPU_GBPS_MAX)
 
 
 @dataclass(frozen=True)
 class _Plan:
+    quant: QuantFile
     n_ctx: int
-    n_gpu_layers: int
+    n_gpu_layers: int  # -1: all
     memory: int
     tokens_per_s: float
     fits: bool
     where: str
 
 
-def _plan(hw: Hardware, model: ModelSpec, quant: QuantFile, want: Want) -> _Plan:
-    """Where the model would live, with which context, and how fast it would decode."""
+def _plan(hw: Hardware, model: ModelSpec, quant: QuantFile, n_ctx: int, want: Want) -> _Plan:
+    """Where the model would live with this context, and how fast it would decode."""
     ram_budget = hw.available_ram - margin(hw)
-    gpu = (
-        max(hw.gpus, key=lambda g: g.free, default=None) if hw.gpu_offload and not hw.unified_memory else None
-    )
-    ctx_options = [want.n_ctx] if want.n_ctx else [c for c in (DEFAULT_CTX, 16384, 8192, MIN_CTX)]
+    need = memory_needed(model, quant, n_ctx)
+    cpu_speed = cpu_gbps(hw) * 1e9 / quant.bytes
+    if hw.unified_memory and hw.gpu_offload and hw.gpus:  # Metal: the GPU's working set is the limit
+        metal = hw.gpus[0]
+        fits = need <= min(ram_budget, metal.free)
+        return _Plan(quant, n_ctx, -1, need, metal.gbps * 1e9 / quant.bytes, fits, "GPU (Metal)")
+    gpu = max(hw.gpus, key=lambda g: g.free, default=None) if hw.gpu_offload else None
+    if gpu is None or want.n_gpu_layers == 0:
+        return _Plan(quant, n_ctx, 0, need, cpu_speed, need <= ram_budget, "CPU")
+    vram_budget = gpu.free - 512 * MiB
+    if want.n_gpu_layers is None and need <= vram_budget:
+        return _Plan(quant, n_ctx, -1, need, gpu.gbps * 1e9 / quant.bytes, True, f"GPU ({gpu.name})")
+    # partial offload: whole layers to the GPU, the rest (and the context) in RAM
     layers = model.layers + 1  # llama.cpp counts the output layer too
-    for n_ctx in ctx_options:
-        need = memory_needed(model, quant, n_ctx)
-        if hw.unified_memory and hw.gpu_offload and hw.gpus:
-            budget = min(ram_budget, hw.gpus[0].free)
-            if need <= budget:
-                return _Plan(n_ctx, -1, need, hw.gpus[0].gbps * 1e9 / quant.bytes, True, "GPU (Metal)")
-        if gpu is not None:
-            vram_budget = gpu.free - 512 * MiB
-            if want.n_gpu_layers is None and need <= vram_budget:
-                return _Plan(n_ctx, -1, need, gpu.gbps * 1e9 / quant.bytes, True, f"GPU ({gpu.name})")
-            # partial offload: whole layers to the GPU, the rest (and the context) in RAM
-            per_layer = quant.bytes / layers
-            n_gpu = want.n_gpu_layers
-            if n_gpu is None:
-                n_gpu = max(0, min(layers, int((vram_budget - context_bytes(model, n_ctx)) // per_layer)))
-            n_gpu = layers if n_gpu < 0 else min(n_gpu, layers)
-            on_gpu = per_layer * n_gpu
-            in_ram = need - on_gpu
-            seconds = (quant.bytes - on_gpu) / (cpu_gbps(hw) * 1e9) + on_gpu / (gpu.gbps * 1e9)
-            if in_ram <= ram_budget:
-                where = f"{n_gpu}/{layers} layers on {gpu.name}" if n_gpu else "CPU"
-                return _Plan(n_ctx, n_gpu, int(in_ram), 1 / seconds, True, where)
-            continue
-        if need <= ram_budget:
-            return _Plan(n_ctx, 0, need, cpu_gbps(hw) * 1e9 / quant.bytes, True, "CPU")
-    n_ctx = ctx_options[-1]
-    return _Plan(n_ctx, 0, memory_needed(model, quant, n_ctx), cpu_gbps(hw) * 1e9 / quant.bytes, False, "CPU")
+    per_layer = quant.bytes / layers
+    n_gpu = want.n_gpu_layers
+    if n_gpu is None:
+        n_gpu = max(0, min(layers, int((vram_budget - context_bytes(model, n_ctx)) // per_layer)))
+    n_gpu = layers if n_gpu < 0 else min(n_gpu, layers)
+    on_gpu = per_layer * n_gpu
+    seconds = (quant.bytes - on_gpu) / (cpu_gbps(hw) * 1e9) + on_gpu / (gpu.gbps * 1e9)
+    where = f"CPU with {n_gpu}/{layers} layers on the {gpu.name}" if n_gpu else "CPU"
+    return _Plan(quant, n_ctx, n_gpu, int(need - on_gpu), 1 / seconds, need - on_gpu <= ram_budget, where)
 
 
 def _gb(n: float) -> str:
     return f"{n / 1e9:.1f} GB"
 
 
-def _choice(hw: Hardware, model: ModelSpec, quant: QuantFile, plan: _Plan, why: str, considered) -> Choice:
-    threads = hw.cpu_threads
+def _choice(hw: Hardware, model: ModelSpec, plan: _Plan, why: str, considered) -> Choice:
+    quant = plan.quant
     reason = (
         f"{model.display} {quant.quant}: {_gb(quant.bytes)} of weights + "
         f"{_gb(context_bytes(model, plan.n_ctx))} for a {plan.n_ctx // 1024}K context, "
@@ -243,7 +238,7 @@ def _choice(hw: Hardware, model: ModelSpec, quant: QuantFile, plan: _Plan, why: 
         quant,
         plan.n_ctx,
         plan.n_gpu_layers,
-        threads,
+        hw.cpu_threads,
         plan.memory,
         plan.tokens_per_s,
         plan.fits,
@@ -252,59 +247,64 @@ def _choice(hw: Hardware, model: ModelSpec, quant: QuantFile, plan: _Plan, why: 
     )
 
 
+def _contexts(want: Want) -> list[int]:
+    return [want.n_ctx] if want.n_ctx else [DEFAULT_CTX, 16384, 8192, MIN_CTX]
+
+
+def _best(plans: list[_Plan]) -> _Plan | None:
+    """Best quality among fitting, fast-enough plans; running wholly on the GPU comes first."""
+    good = [p for p in plans if p.fits and p.tokens_per_s >= MIN_TOKENS_PER_S]
+    whole = [p for p in good if p.n_gpu_layers == -1]
+    return (whole or good or [None])[0]
+
+
 def pick(hw: Hardware, catalog: Catalog, want: Want = Want()) -> Choice:
-    """The largest model and best quantization that fit in memory and decode at a usable speed."""
-    budget = hw.available_ram - margin(hw)
+    """The largest model, then the largest context (down to 4K), then the best quantization, that
+    fit in memory and decode at a usable speed. Pure: the same inputs give the same choice."""
+    budget = max(hw.available_ram - margin(hw), 0)
     if want.model is not None and want.quant is not None:
         quant = want.model.quant(want.quant)
-        plan = _plan(hw, want.model, quant, want)
+        plans = [_plan(hw, want.model, quant, c, want) for c in _contexts(want)]
+        plan = next((p for p in plans if p.fits), plans[-1])
         why = (
             "You chose this model and quantization."
             if plan.fits
             else (
-                f"It needs {_gb(plan.memory)} but only {_gb(max(budget, 0))} is free: expect swapping "
-                "or a failed load."
+                f"It needs {_gb(plan.memory)} but only {_gb(budget)} is free: "
+                "expect swapping or a failed load."
             )
         )
-        return _choice(hw, want.model, quant, plan, why, [])
+        return _choice(hw, want.model, plan, why, [])
     models = [want.model] if want.model else sorted(catalog.models.values(), key=lambda m: -m.params_b)
     considered: list[str] = []
-    fallback: tuple[ModelSpec, QuantFile, _Plan] | None = None
+    fitting: list[tuple[ModelSpec, _Plan]] = []
     for model in models:
-        for q in PICK_QUANTS:
-            if q not in model.quants:
-                continue
-            quant = model.quants[q]
-            plan = _plan(hw, model, quant, want)
-            if not plan.fits:
-                considered.append(
-                    f"{model.display} {q}: needs {_gb(plan.memory)}, {_gb(max(budget, 0))} free"
-                )
-                continue
-            if plan.tokens_per_s < MIN_TOKENS_PER_S:
-                considered.append(
-                    f"{model.display} {q}: fits, but about {plan.tokens_per_s:.1f} tokens/s here"
-                )
-                if fallback is None or plan.tokens_per_s > fallback[2].tokens_per_s:
-                    fallback = (model, quant, plan)
-                continue
-            # for each larger model, its smallest quantization says best why it was passed over
-            last = {c.split(" ")[0]: c for c in considered if not c.startswith(model.display)}
-            why = "The largest model that fits and runs at a usable speed."
-            if last:
-                why += " Passed over: " + "; ".join(last.values()) + "."
-            if want.model:
-                why = "The best quantization of the model you chose that fits and runs at a usable speed."
-            return _choice(hw, model, quant, plan, why, considered)
-    if fallback is not None:
-        model, quant, plan = fallback
+        quants = [model.quants[q] for q in PICK_QUANTS if q in model.quants]
+        for n_ctx in _contexts(want):
+            plans = [_plan(hw, model, q, n_ctx, want) for q in quants]
+            fitting += [(model, p) for p in plans if p.fits]
+            best = _best(plans)
+            if best is not None:
+                why = "The largest model that fits and runs at a usable speed."
+                if want.model:
+                    why = "The best quantization of the model you chose that fits and runs at a usable speed."
+                elif considered:
+                    why += " Passed over: " + "; ".join(considered) + "."
+                return _choice(hw, model, best, why, considered)
+        smallest = _plan(hw, model, quants[-1], _contexts(want)[-1], want)
+        considered.append(
+            f"{model.display} needs {_gb(smallest.memory)} at least, {_gb(budget)} free"
+            if not smallest.fits
+            else f"{model.display} fits, but about {smallest.tokens_per_s:.1f} tokens/s here"
+        )
+    if fitting:  # nothing is fast enough: the fastest that fits
+        model, plan = max(fitting, key=lambda mp: mp[1].tokens_per_s)
         what = "No quantization of this model" if want.model else "Nothing"
         why = (
             f"{what} reaches {MIN_TOKENS_PER_S:.0f} tokens/s on this machine; this is the fastest that fits."
         )
-        return _choice(hw, model, quant, plan, why, considered)
+        return _choice(hw, model, plan, why, considered)
     model = models[-1]
-    quant = model.quants[PICK_QUANTS[-1]]
-    plan = _plan(hw, model, quant, want)
-    why = f"Nothing fits: it needs {_gb(plan.memory)} and only {_gb(max(budget, 0))} is free."
-    return _choice(hw, model, quant, plan, why, considered)
+    plan = _plan(hw, model, model.quants[PICK_QUANTS[-1]], _contexts(want)[-1], want)
+    why = f"Nothing fits: it needs {_gb(plan.memory)} and only {_gb(budget)} is free."
+    return _choice(hw, model, plan, why, considered)

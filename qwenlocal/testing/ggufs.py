@@ -226,7 +226,9 @@ def think_reply(reasoning: str, answer: str) -> dict[str, str]:
     return {"\n": f"{reasoning}\n</think>\n\n", "\n\n": answer}
 
 
-_CHUNK = re.compile("|".join(map(re.escape, SPECIAL)) + r"| *[^\W_]+| +|\n+|.", re.S)
+# Like Qwen's pre-tokenizer: a word takes one leading space; longer runs of spaces (indentation)
+# are pieces of their own.
+_CHUNK = re.compile("|".join(map(re.escape, SPECIAL)) + r"| ?[^\W_]+| +(?= [^\W_])| +|\n+|.", re.S)
 
 
 def split_pieces(text: str, taken: set[str]) -> list[str]:
@@ -271,8 +273,14 @@ def split_pieces(text: str, taken: set[str]) -> list[str]:
     return pieces
 
 
-def write_scripted(path: Path | str, replies: dict[str, str], shape: Shape | None = None) -> Path:
-    """A model that answers each trigger with its reply, then `<|im_end|>`."""
+def write_scripted(
+    path: Path | str, replies: dict[str, str], shape: Shape | None = None, loops: tuple[str, ...] = ()
+) -> Path:
+    """A model that answers each trigger with its reply, then `<|im_end|>`.
+
+    The replies of the triggers in `loops` never end: their last piece leads back to their first
+    (a model that thinks, or talks, forever).
+    """
     shape = shape or Shape()
     taken: set[str] = {"\n", "\n\n"} | set(replies)
     # A reply that ends in "\n\n" while "\n\n" is itself a trigger goes on with that reply.
@@ -300,6 +308,8 @@ def write_scripted(path: Path | str, replies: dict[str, str], shape: Shape | Non
 
     for trigger, chain in chains.items():
         end = vocab.index["ĊĊ"] if links[trigger] else vocab.index[EOS]
+        if trigger in loops:
+            end = vocab.id(chain[0])
         ids = [vocab.id(trigger)] + [vocab.id(p) for p in chain] + [end]
         for prev, nxt in zip(ids, ids[1:], strict=False):
             if head[:, dir_of(prev)].any() and head[nxt, dir_of(prev)] == 0:

@@ -1,0 +1,1 @@
+complete --command qwenlocal --no-files --arguments "(env _QWENLOCAL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) qwenlocal)" --condition "env _QWENLOCAL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) qwenlocal"
