@@ -57,9 +57,18 @@ class MarkdownStream:
     MIN_INTERVAL = 0.05
 
     def __init__(self, console) -> None:
+        from rich.console import Console
         from rich.live import Live
 
         self.console = console
+        # Markdown is rendered off-screen, by a console of the same kind that Live does not watch
+        self._offscreen = Console(
+            width=console.width,
+            force_terminal=console.is_terminal,
+            color_system=console.color_system,
+            no_color=console.no_color,
+            highlight=False,
+        )
         self.printed = 0
         self.last = 0.0
         self.live = Live(console=console, auto_refresh=False, transient=False, redirect_stderr=False)
@@ -68,8 +77,8 @@ class MarkdownStream:
     def _lines(self, text: str) -> list[str]:
         from rich.markdown import Markdown
 
-        with self.console.capture() as capture:
-            self.console.print(Markdown(text, code_theme="monokai"))
+        with self._offscreen.capture() as capture:
+            self._offscreen.print(Markdown(text, code_theme="monokai"))
         return capture.get().splitlines(keepends=True)
 
     def update(self, text: str, final: bool = False) -> None:
