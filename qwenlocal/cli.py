@@ -74,12 +74,23 @@ Json = Annotated[bool | None, typer.Option("--json", help="Print one JSON object
 Verbose = Annotated[
     bool | None, typer.Option("--verbose", "-v", help="Print speed and token counts on stderr.")
 ]
+Pull = Annotated[bool | None, typer.Option("--pull", help="Download the model first if it is missing.")]
+Offline = Annotated[bool, typer.Option("--offline", help="Use only the local cache (as HF_HUB_OFFLINE=1).")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 ShowReasoning = Annotated[
     bool | None,
     typer.Option(
         "--show-reasoning/--hide-reasoning", help="Reasoning on stderr. Default: shown on a TTY only."
     ),
 ]
+
+
+def _offline(offline: bool) -> None:
+    """--offline: huggingface_hub reads HF_HUB_OFFLINE when first imported, which is after this."""
+    if offline:
+        import os
+
+        os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 def _settings(**flags: Any):
@@ -106,6 +117,8 @@ def run(
     json: Json = None,
     verbose: Verbose = None,
     show_reasoning: ShowReasoning = None,
+    pull: Pull = None,
+    offline: Offline = False,
 ) -> None:
     """Answer one prompt and exit. The answer alone goes to stdout.
 
@@ -128,7 +141,9 @@ def run(
         json=json,
         verbose=verbose,
         show_reasoning=show_reasoning,
+        pull=pull,
     )
+    _offline(offline)
     oneshot.run(settings, prompt)
 
 
@@ -143,6 +158,62 @@ def doctor(
 
     settings = _settings(model=model, ctx=ctx, json=json)
     diagnose.doctor(settings)
+
+
+@app.command()
+def pull(
+    model: Annotated[
+        str | None,
+        typer.Argument(help="Catalog name (2b, 9b:q8_0). Default: the pick.", autocompletion=_complete_model),
+    ] = None,
+    ctx: Ctx = None,
+    json: Json = None,
+    offline: Offline = False,
+) -> None:
+    """Download a model into the Hugging Face cache: resumable, verified against the hub's sha256."""
+    from . import manage
+
+    _offline(offline)
+    manage.pull(model, _settings(ctx=ctx, json=json))
+
+
+@app.command("list")
+def list_(json: Json = None) -> None:
+    """Every catalog model and every local GGUF: size, downloaded or partial, whether it fits here."""
+    from . import manage
+
+    manage.list_models(_settings(json=json))
+
+
+app.command("ls", hidden=True, help="Alias of list.")(list_)
+
+
+@app.command()
+def rm(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="2b:q4_k_m for one file, 2b for every file of a model.", autocompletion=_complete_model
+        ),
+    ],
+    yes: Yes = False,
+    json: Json = None,
+) -> None:
+    """Remove downloaded (or partial) model files from the cache and free the space."""
+    from . import manage
+
+    manage.remove(model, _settings(json=json), yes)
+
+
+@app.command()
+def show(
+    model: Annotated[str, typer.Argument(help="Catalog name or .gguf path.", autocompletion=_complete_model)],
+    json: Json = None,
+) -> None:
+    """Path, size, sha256 and the GGUF's own metadata of a local model."""
+    from . import manage
+
+    manage.show(model, _settings(json=json))
 
 
 @app.command()

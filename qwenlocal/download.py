@@ -1,10 +1,49 @@
-"""Model files in the Hugging Face cache (shared with other tools: honours HF_HOME, HF_HUB_CACHE)."""
+"""Model files in the Hugging Face cache: find, download (resumable, verified), list, remove.
+
+Files go into the standard HF cache layout (`models--org--repo/blobs/<sha256>` with a
+`snapshots/<commit>/<file>` link), so other tools share them; HF_HOME, HF_HUB_CACHE, HF_ENDPOINT,
+HF_TOKEN and HF_HUB_OFFLINE are honoured because huggingface_hub reads them.
+
+Why not plain `hf_hub_download`: huggingface_hub 2.4 writes each download to a process-unique
+`<etag>.<random>.incomplete` file, so after Ctrl-C or a killed process the next download starts
+from zero and the old partial file stays behind. Here the partial file is `blobs/<sha256>.incomplete`
+(a stable name, guarded by a file lock), and the next `pull` resumes it with an HTTP Range request
+through huggingface_hub's own `http_get`. A complete file is verified against the hub's LFS sha256
+before it is moved into place; nothing half-written is ever used as a model.
+"""
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .catalog import ModelSpec, QuantFile
+from .errors import Exit, QwenlocalError
+
+REVISION = "main"
+Progress = Callable[[int, int], None]  # (bytes done, total)
+
+
+def hub_cache() -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def repo_dir(repo: str) -> Path:
+    return hub_cache() / ("models--" + repo.replace("/", "--"))
+
+
+def offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 def cached_path(quant: QuantFile) -> Path | None:
@@ -15,11 +54,322 @@ def cached_path(quant: QuantFile) -> Path | None:
     return Path(found) if isinstance(found, str) and Path(found).is_file() else None
 
 
+def sources(model: ModelSpec, quant: QuantFile) -> list[QuantFile]:
+    """The default source first, then the same quantization from other publishers."""
+    return [quant] + [alt for alt in model.alternates if alt.quant == quant.quant]
+
+
 def find_local(model: ModelSpec, quant: QuantFile) -> Path | None:
-    """The default source's file, else the same quantization from an alternate publisher."""
-    candidates = [quant] + [alt for alt in model.alternates if alt.quant == quant.quant]
-    for candidate in candidates:
+    for candidate in sources(model, quant):
         path = cached_path(candidate)
         if path is not None:
             return path
     return None
+
+
+# -- partial downloads ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Partial:
+    repo: str
+    file: str
+    path: Path
+    have: int
+    size: int
+
+
+def _partials_index() -> Path:
+    return hub_cache() / ".qwenlocal-partials.json"
+
+
+def _read_index() -> dict[str, dict]:
+    try:
+        return json.loads(_partials_index().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_index(index: dict[str, dict]) -> None:
+    path = _partials_index()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(index, indent=1))
+    os.replace(tmp, path)
+
+
+def partials() -> list[Partial]:
+    """Interrupted downloads that the next `pull` resumes (and `rm` removes)."""
+    out = []
+    for entry in _read_index().values():
+        path = Path(entry["path"])
+        if path.is_file():
+            out.append(Partial(entry["repo"], entry["file"], path, path.stat().st_size, entry["size"]))
+    return out
+
+
+def _forget_partial(path: Path) -> None:
+    index = _read_index()
+    if index.pop(str(path), None) is not None:
+        _write_index(index)
+
+
+# -- pull -------------------------------------------------------------------------------------
+
+
+class _Counting:
+    """A file wrapper that reports progress as huggingface_hub's http_get writes to it."""
+
+    def __init__(self, f, done: int, total: int, progress: Progress | None) -> None:
+        self.f, self.done, self.total, self.progress = f, done, total, progress
+
+    def write(self, data: bytes) -> int:
+        n = self.f.write(data)
+        self.done += len(data)
+        if self.progress:
+            self.progress(self.done, self.total)
+        return n
+
+    def seek(self, *args):  # http_get rewinds when a server ignores the Range header
+        result = self.f.seek(*args)
+        self.done = self.f.tell()
+        return result
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def truncate(self, *args):
+        return self.f.truncate(*args)
+
+
+def hub_error(exc: Exception, quant: QuantFile) -> QwenlocalError:
+    """huggingface_hub's exceptions as messages with a hint and an exit code."""
+    from huggingface_hub import errors
+
+    where = f"{quant.repo}/{quant.file}"
+    if isinstance(exc, errors.GatedRepoError):
+        return QwenlocalError(
+            f"{quant.repo} is gated: accept its terms on the hub first",
+            hint="log in with `hf auth login` or set HF_TOKEN",
+            code=Exit.HUB_AUTH,
+        )
+    if isinstance(exc, errors.RepositoryNotFoundError):
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status == 401:
+            return QwenlocalError(
+                f"{quant.repo} was not found or is private (HTTP 401)",
+                hint="check the name; for a private repo log in with `hf auth login` or set HF_TOKEN",
+                code=Exit.HUB_AUTH,
+            )
+        return QwenlocalError(
+            f"repository {quant.repo} not found on the hub",
+            code=Exit.HUB_NOT_FOUND,
+            hint="the catalog may be out of date: try another source with --model 2b:q8_0",
+        )
+    if isinstance(exc, errors.EntryNotFoundError | errors.RevisionNotFoundError):
+        return QwenlocalError(
+            f"{where} not found on the hub",
+            code=Exit.HUB_NOT_FOUND,
+            hint="try another quantization, e.g. `qwenlocal pull 2b:q4_k_m`",
+        )
+    if isinstance(exc, errors.OfflineModeIsEnabled):
+        return offline_error(quant)
+    if isinstance(exc, errors.HfHubHTTPError):
+        return QwenlocalError(
+            f"the hub answered an error for {where}: {str(exc).splitlines()[0]}",
+            hint="try again later; the partial download is kept",
+            code=Exit.NETWORK,
+        )
+    return QwenlocalError(
+        f"cannot reach the hub for {where}: {type(exc).__name__}: {exc}".strip(),
+        hint="check the connection (or HF_ENDPOINT), then run the same command to resume",
+        code=Exit.NETWORK,
+    )
+
+
+def offline_error(quant: QuantFile) -> QwenlocalError:
+    return QwenlocalError(
+        f"offline, and {quant.repo}/{quant.file} is not in the cache",
+        hint="connect and run `qwenlocal pull` without --offline (unset HF_HUB_OFFLINE)",
+        code=Exit.OFFLINE,
+    )
+
+
+def sha256(path: Path, progress: Progress | None = None) -> str:
+    digest = hashlib.sha256()
+    size = path.stat().st_size
+    done = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+            done += len(chunk)
+            if progress:
+                progress(done, size)
+    return digest.hexdigest()
+
+
+def _check_space(directory: Path, needed: int) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(directory).free
+    if needed > free:
+        raise QwenlocalError(
+            f"not enough disk space: {needed / 1e9:.2f} GB more needed, "
+            f"{free / 1e9:.2f} GB free in {directory}",
+            hint="free some space (`qwenlocal rm` removes models), or point HF_HOME at a larger disk",
+            code=Exit.DISK_FULL,
+        )
+
+
+def _link(repo: Path, commit: str, filename: str, blob: Path) -> Path:
+    """snapshots/<commit>/<file> -> ../../blobs/<sha256>, and refs/main -> commit (the HF layout)."""
+    pointer = repo / "snapshots" / commit / filename
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    if pointer.is_symlink() or pointer.exists():
+        pointer.unlink()
+    try:
+        pointer.symlink_to(os.path.relpath(blob, pointer.parent))
+    except OSError:  # no symlinks (some Windows setups): a copy, as huggingface_hub does
+        shutil.copyfile(blob, pointer)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / REVISION).write_text(commit)
+    return pointer
+
+
+def pull(
+    quant: QuantFile,
+    progress: Progress | None = None,
+    verifying: Progress | None = None,
+    force: bool = False,
+) -> Path:
+    """Download one file into the HF cache (resuming a partial one) and verify it. Returns its path."""
+    existing = cached_path(quant)
+    if existing and not force:
+        return existing
+    if offline():
+        raise offline_error(quant)
+    from filelock import FileLock
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils import build_hf_headers, disable_progress_bars
+
+    disable_progress_bars()
+    url = hf_hub_url(quant.repo, quant.file, revision=REVISION)
+    try:
+        meta = get_hf_file_metadata(url)
+    except Exception as exc:
+        raise hub_error(exc, quant) from None
+    if not meta.etag or not meta.commit_hash or meta.size is None:
+        raise QwenlocalError(
+            f"the hub sent no size, hash or commit for {quant.repo}/{quant.file}",
+            hint="check HF_ENDPOINT",
+            code=Exit.NETWORK,
+        )
+    repo = repo_dir(quant.repo)
+    blobs = repo / "blobs"
+    blob = blobs / meta.etag
+    partial = blobs / f"{meta.etag}.incomplete"
+    blobs.mkdir(parents=True, exist_ok=True)
+    (hub_cache() / ".locks").mkdir(parents=True, exist_ok=True)
+    with FileLock(str(hub_cache() / ".locks" / f"qwenlocal-{meta.etag}.lock")):
+        if blob.is_file() and not force:
+            return _link(repo, meta.commit_hash, quant.file, blob)
+        have = partial.stat().st_size if partial.exists() else 0
+        if have > meta.size:  # not ours, or the file changed: start again
+            partial.unlink()
+            have = 0
+        _check_space(blobs, meta.size - have)
+        index = _read_index()
+        index[str(partial)] = {
+            "repo": quant.repo,
+            "file": quant.file,
+            "size": meta.size,
+            "path": str(partial),
+        }
+        _write_index(index)
+        try:
+            with partial.open("ab") as f:
+                http_get(
+                    meta.location,
+                    _Counting(f, have, meta.size, progress),
+                    resume_size=have,
+                    headers=build_hf_headers(),
+                    expected_size=meta.size,
+                    displayed_filename=quant.file,
+                )
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise QwenlocalError(
+                    f"the disk filled up while downloading {quant.file} "
+                    f"(kept {partial.stat().st_size / 1e9:.2f} GB)",
+                    hint="free some space and run the same command to resume",
+                    code=Exit.DISK_FULL,
+                ) from None
+            raise hub_error(exc, quant) from None
+        except Exception as exc:
+            raise hub_error(exc, quant) from None
+        expected = meta.etag if len(meta.etag) == 64 else None  # LFS files: the etag is the sha256
+        if expected and sha256(partial, verifying) != expected:
+            partial.unlink()
+            _forget_partial(partial)
+            raise QwenlocalError(
+                f"{quant.file} does not match the hub's sha256 {expected[:12]}...: the download was corrupt "
+                "and has been removed",
+                hint="run the same command to download it again",
+                code=Exit.CHECKSUM,
+            )
+        os.replace(partial, blob)
+        _forget_partial(partial)
+        return _link(repo, meta.commit_hash, quant.file, blob)
+
+
+# -- list and remove --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    repo: str
+    file: str
+    path: Path
+    size: int
+
+
+def local_files() -> list[LocalFile]:
+    """Every complete GGUF in the HF cache (whoever downloaded it)."""
+    out = []
+    root = hub_cache()
+    if not root.is_dir():
+        return out
+    for repo in sorted(root.glob("models--*")):
+        name = repo.name.removeprefix("models--").replace("--", "/")
+        seen = set()
+        for pointer in sorted(repo.glob("snapshots/*/**/*.gguf")):
+            rel = str(pointer.relative_to(next(p for p in pointer.parents if p.parent.name == "snapshots")))
+            if rel in seen or not pointer.exists():
+                continue
+            seen.add(rel)
+            out.append(LocalFile(name, rel, pointer, pointer.stat().st_size))
+    return out
+
+
+def remove(repo: str, filename: str) -> int:
+    """Remove a file (all its snapshot links, its blob if unused, and any partial). Bytes freed."""
+    folder = repo_dir(repo)
+    freed = 0
+    blobs: set[Path] = set()
+    for pointer in folder.glob(f"snapshots/*/{filename}"):
+        if pointer.is_symlink():
+            blobs.add(pointer.resolve())
+        else:
+            freed += pointer.stat().st_size
+        pointer.unlink()
+    still_used = {p.resolve() for p in folder.glob("snapshots/**/*") if p.is_symlink()}
+    for blob in blobs - still_used:
+        if blob.exists():
+            freed += blob.stat().st_size
+            blob.unlink()
+    for part in partials():
+        if part.repo == repo and part.file == filename:
+            freed += part.have
+            part.path.unlink(missing_ok=True)
+            _forget_partial(part.path)
+    return freed

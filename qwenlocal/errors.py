@@ -20,6 +20,12 @@ class Exit(IntEnum):
     CONTEXT_OVERFLOW = 6  # the prompt does not fit in the context window
     BAD_INPUT = 7  # unusable input: binary or non-UTF-8 stdin, an empty prompt
     DOES_NOT_FIT = 8  # no model fits this machine's memory
+    NETWORK = 10  # the hub could not be reached (the partial download is kept)
+    HUB_NOT_FOUND = 11  # the repository or file does not exist on the hub
+    HUB_AUTH = 12  # the repository is gated or private: a token is needed
+    DISK_FULL = 13  # not enough free disk space
+    CHECKSUM = 14  # the downloaded file does not match the hub's sha256
+    OFFLINE = 15  # offline mode and the file is not cached
     INTERRUPTED = 130  # interrupted with Ctrl-C (128 + SIGINT)
 
 
@@ -33,6 +39,12 @@ EXIT_CODES: dict[Exit, str] = {
     Exit.CONTEXT_OVERFLOW: "prompt longer than the context window (never truncated)",
     Exit.BAD_INPUT: "unusable input: binary or non-UTF-8 stdin, empty prompt",
     Exit.DOES_NOT_FIT: "no model fits in this machine's memory",
+    Exit.NETWORK: "the model hub could not be reached (a partial download is kept and resumed next time)",
+    Exit.HUB_NOT_FOUND: "repository or file not found on the hub",
+    Exit.HUB_AUTH: "gated or private repository: log in or set HF_TOKEN",
+    Exit.DISK_FULL: "not enough free disk space",
+    Exit.CHECKSUM: "downloaded file does not match the hub's sha256 (it was removed)",
+    Exit.OFFLINE: "offline and the file is not in the cache",
     Exit.INTERRUPTED: "interrupted (Ctrl-C); partial output is kept",
 }
 

@@ -94,12 +94,9 @@ def plan(settings: Settings, hw: Hardware | None = None) -> tuple[Choice, Path |
 def open_model(settings: Settings, hw: Hardware | None = None) -> Loaded:
     choice, path, label = plan(settings, hw)
     if path is None:
-        size = choice.quant.bytes / 1e9
-        raise QwenlocalError(
-            f"{choice.model.display} {choice.quant.quant} is not downloaded yet ({size:.1f} GB)",
-            hint=f"run `qwenlocal pull {label}` to download it",
-            code=Exit.NOT_DOWNLOADED,
-        )
+        from .manage import ensure_downloaded
+
+        path = ensure_downloaded(choice.model, choice.quant, allow=settings.pull)
     warnings = [] if choice.fits else [f"this may not fit in memory: {choice.reason}"]
     engine = LlamaEngine(
         path,

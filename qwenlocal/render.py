@@ -208,3 +208,58 @@ class loading:  # noqa: N801 - used as a context manager, reads like a statement
     def __exit__(self, *exc) -> None:
         if self._status is not None:
             self._status.stop()
+
+
+class DownloadProgress:
+    """Download progress on stderr: a Rich bar (bytes, speed, ETA) on a TTY, else sparse lines."""
+
+    def __init__(self, label: str, plain_every: float = 10.0) -> None:
+        self.label = label
+        self.plain_every = plain_every
+        self._bar = None
+        self._task = None
+        self._last = 0.0
+        self._started = time.monotonic()
+        self._first: int | None = None
+        if is_tty(sys.stderr) and color_allowed():
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self._bar = Progress(
+                "{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=err_console(),
+                transient=False,
+            )
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._first is None:
+            self._first = done
+            if done:
+                warn(f"resuming {self.label} at {done / 1e9:.2f} of {total / 1e9:.2f} GB")
+        if self._bar is not None:
+            if self._task is None:
+                self._bar.start()
+                self._task = self._bar.add_task(self.label, total=total, completed=done)
+            self._bar.update(self._task, completed=done)
+            return
+        now = time.monotonic()
+        if now - self._last >= self.plain_every or done >= total:
+            self._last = now
+            rate = (done - self._first) / max(now - self._started, 1e-6)
+            warn(
+                f"{self.label}: {done / 1e9:.2f}/{total / 1e9:.2f} GB ({100 * done / max(total, 1):.0f}%), "
+                f"{rate / 1e6:.1f} MB/s"
+            )
+
+    def close(self) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.stop()

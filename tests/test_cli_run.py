@@ -126,7 +126,7 @@ def test_slow_stdin_is_waited_for(answer_model):
             Exit.CONTEXT_OVERFLOW,
             "context holds",
         ),
-        (["run", "-m", "2b", "hi"], b"", Exit.NOT_DOWNLOADED, "qwenlocal pull qwen3.5-2b"),
+        (["run", "-m", "2b", "hi"], b"", Exit.NOT_DOWNLOADED, "qwenlocal pull 2b:q"),
         (["run", "-m", "{model}", "--temperature", "hot", "hi"], b"", Exit.USAGE, "--temperature"),
     ],
 )
