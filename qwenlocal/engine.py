@@ -19,6 +19,7 @@ from pathlib import Path
 from .catalog import Sampling
 from .errors import Exit, QwenlocalError
 from .events import Done, Event, Notice, Stats
+from .statecache import StateCache
 from .thinking import ThinkSplitter
 
 # What Qwen's own reasoning-budget recipe appends when the budget runs out.
@@ -149,7 +150,8 @@ class LlamaEngine:
         self._pieces: dict[int, bytes] = {}
         self.load_s = time.perf_counter() - started
         self.template = self.meta("tokenizer.chat_template")
-        self._formatter = None
+        self._formatters: dict[bool, object] = {}
+        self.cache = StateCache(lib, self._ctx)
 
     # -- model facts ----------------------------------------------------------------------
 
@@ -199,20 +201,27 @@ class LlamaEngine:
     def detokenize(self, tokens: list[int]) -> str:
         return b"".join(self.piece(t) for t in tokens).decode("utf-8", "replace")
 
-    def render(self, messages: list[dict], think: bool, tools: list[dict] | None = None) -> str:
-        """The prompt, written by the GGUF's own chat template with `enable_thinking` set."""
+    def render(
+        self, messages: list[dict], think: bool, tools: list[dict] | None = None, generation: bool = True
+    ) -> str:
+        """The prompt, written by the GGUF's own chat template with `enable_thinking` set.
+
+        `generation=False` leaves out the assistant's opening (`<|im_start|>assistant...`): the part
+        that later turns render differently, so the end of the rest is a turn boundary."""
         if not self.template:
             raise QwenlocalError(
                 f"{self.path.name} has no chat template",
                 hint="use a chat (instruct) GGUF of Qwen3.5, e.g. `qwenlocal pull 2b`",
                 code=Exit.MODEL_FILE,
             )
-        if self._formatter is None:
+        if generation not in self._formatters:
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-            self._formatter = Jinja2ChatFormatter(self.template, eos_token="<|im_end|>", bos_token="")
+            self._formatters[generation] = Jinja2ChatFormatter(
+                self.template, eos_token="<|im_end|>", bos_token="", add_generation_prompt=generation
+            )
         try:
-            return self._formatter(messages=messages, tools=tools, enable_thinking=think).prompt
+            return self._formatters[generation](messages=messages, tools=tools, enable_thinking=think).prompt
         except Exception as exc:  # the template's raise_exception() and jinja errors
             raise QwenlocalError(
                 f"the chat template rejected the conversation: {exc}", code=Exit.BAD_INPUT
@@ -220,9 +229,10 @@ class LlamaEngine:
 
     # -- generation -----------------------------------------------------------------------
 
-    def _decode(self, tokens: list[int], start: int) -> None:
-        """Evaluate `tokens` at positions start.. in batches; logits only for the last one."""
+    def _decode(self, tokens: list[int]) -> None:
+        """Evaluate `tokens` after what the context holds, in batches; logits for the last one."""
         lib, batch = self._lib, self._batch
+        start = len(self.cache.live)
         for offset in range(0, len(tokens), self.options.n_batch):
             chunk = tokens[offset : offset + self.options.n_batch]
             batch.n_tokens = len(chunk)
@@ -234,7 +244,10 @@ class LlamaEngine:
                 batch.logits[i] = False
             batch.logits[len(chunk) - 1] = offset + len(chunk) == len(tokens)
             rc = lib.llama_decode(self._ctx, batch)
-            if rc != 0:
+            if rc == 0:
+                self.cache.live += chunk
+            else:
+                self.cache.reset()
                 raise QwenlocalError(
                     f"llama.cpp failed to evaluate the prompt (llama_decode returned {rc})",
                     hint="the context may be full or memory short: try a smaller --ctx",
@@ -280,8 +293,14 @@ class LlamaEngine:
         lib = self._lib
         tokens = self.prompt_tokens(messages, options.think, tools)
         started = time.perf_counter()
-        lib.llama_memory_clear(lib.llama_get_memory(self._ctx), True)
-        self._decode(tokens, 0)
+        # the turn boundary: where this prompt stops matching what later turns will render
+        base = self.tokenize(self.render(messages, options.think, tools, generation=False))
+        boundary = next((i for i, (a, b) in enumerate(zip(base, tokens, strict=False)) if a != b), len(base))
+        reused = self.cache.reuse(tokens)
+        if reused < boundary:
+            self._decode(tokens[reused:boundary])
+            self.cache.checkpoint()
+        self._decode(tokens[len(self.cache.live) :])
         prompt_s = time.perf_counter() - started
         n_past = len(tokens)
         sampler = self._sampler(options)
@@ -321,7 +340,7 @@ class LlamaEngine:
                         step += close
                         generated += close
                         yield from splitter.feed(utf8.decode(b"".join(self.piece(t) for t in close)))
-                self._decode(step, n_past)
+                self._decode(step)
                 n_past += len(step)
             yield from splitter.feed(utf8.decode(b"", final=True))
             yield from splitter.flush()
@@ -336,6 +355,7 @@ class LlamaEngine:
             generate_s=time.perf_counter() - gen_started,
             ttft_s=ttft,
             n_ctx=self.n_ctx,
+            reused_tokens=reused,
         )
         yield Done(splitter.answer, splitter.reasoning, finish, stats, tuple(generated))
 
