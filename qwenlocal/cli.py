@@ -148,6 +148,62 @@ def run(
 
 
 @app.command()
+def chat(
+    model: Model = None,
+    system: System = None,
+    think: Think = None,
+    think_budget: ThinkBudget = None,
+    max_tokens: MaxTokens = None,
+    temperature: Temperature = None,
+    seed: Seed = None,
+    ctx: Ctx = None,
+    threads: Threads = None,
+    gpu_layers: GpuLayers = None,
+    json: Json = None,
+    verbose: Verbose = None,
+    show_reasoning: ShowReasoning = None,
+    pull: Pull = None,
+    offline: Offline = False,
+    resume: Annotated[bool, typer.Option("--resume", "-r", help="Continue the last conversation.")] = False,
+    open_: Annotated[
+        str | None,
+        typer.Option("--open", help="Continue a saved conversation: a number from --list, or an id."),
+    ] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List saved conversations and exit.")] = False,
+) -> None:
+    """Talk with a model in the terminal. Conversations are saved as they go.
+
+    With piped stdin: one message per line, each answered in plain text (JSON lines with --json).
+    """
+    from . import repl
+    from .conversation import Conversation
+
+    if list_:
+        for i, path in enumerate(Conversation.saved(), 1):
+            conv = Conversation.load(path)
+            sys.stdout.write(f"{i:3}  {conv.id}  {len(conv.messages):3} messages  {conv.title}\n")
+        return
+    settings = _settings(
+        model=model,
+        system=system,
+        think=think,
+        think_budget=think_budget,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        seed=seed,
+        ctx=ctx,
+        threads=threads,
+        gpu_layers=gpu_layers,
+        json=json,
+        verbose=verbose,
+        show_reasoning=show_reasoning,
+        pull=pull,
+    )
+    _offline(offline)
+    repl.chat(settings, resume, open_)
+
+
+@app.command()
 def doctor(
     model: Model = None,
     ctx: Ctx = None,

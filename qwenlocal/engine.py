@@ -297,10 +297,14 @@ class LlamaEngine:
         base = self.tokenize(self.render(messages, options.think, tools, generation=False))
         boundary = next((i for i, (a, b) in enumerate(zip(base, tokens, strict=False)) if a != b), len(base))
         reused = self.cache.reuse(tokens)
-        if reused < boundary:
-            self._decode(tokens[reused:boundary])
-            self.cache.checkpoint()
-        self._decode(tokens[len(self.cache.live) :])
+        try:
+            if reused < boundary:
+                self._decode(tokens[reused:boundary])
+                self.cache.checkpoint()
+            self._decode(tokens[len(self.cache.live) :])
+        except BaseException:  # Ctrl-C while reading the prompt
+            self.cache.interrupted()
+            raise
         prompt_s = time.perf_counter() - started
         n_past = len(tokens)
         sampler = self._sampler(options)
@@ -344,6 +348,9 @@ class LlamaEngine:
                 n_past += len(step)
             yield from splitter.feed(utf8.decode(b"", final=True))
             yield from splitter.flush()
+        except BaseException:  # Ctrl-C or a closed generator: the context may be mid-step
+            self.cache.interrupted()
+            raise
         finally:
             lib.llama_sampler_free(sampler)
         stats = Stats(

@@ -40,6 +40,20 @@ def warn(text: str) -> None:
     sys.stderr.flush()
 
 
+def footer_text(stats: Stats) -> str:
+    percent = 100 * stats.ctx_used / max(stats.n_ctx, 1)
+    return (
+        f"{stats.generate_tps:.1f} tok/s · first token {stats.ttft_s:.2f}s · "
+        f"context {stats.ctx_used:,}/{stats.n_ctx:,} ({percent:.0f}%)"
+    )
+
+
+def footer(stats: Stats) -> None:
+    """The line after each chat answer: speed, latency, and how full the context is."""
+    console = err_console()
+    console.print(footer_text(stats), style="dim", highlight=False)
+
+
 def stats_line(stats: Stats) -> str:
     return (
         f"{stats.generated_tokens} tokens, {stats.generate_tps:.1f} tok/s · "
@@ -107,6 +121,7 @@ class Renderer:
     verbose: bool = False
     json_mode: bool = False
     model: str = ""
+    fold_reasoning: bool = False  # chat: reasoning in a short live area, then one summary line
 
     def __post_init__(self) -> None:
         self._answer = ""
@@ -114,6 +129,15 @@ class Renderer:
         self._in_reasoning = False
         self._stream: MarkdownStream | None = None
         self._err = err_console() if is_tty(sys.stderr) else None
+        self._fold: ReasoningFold | None = None
+
+    @property
+    def answer_so_far(self) -> str:
+        return self._answer
+
+    @property
+    def reasoning_so_far(self) -> str:
+        return self._reasoning
 
     def handle(self, event: Event) -> None:
         if isinstance(event, ReasoningDelta):
@@ -141,6 +165,12 @@ class Renderer:
             self.finish(event)
 
     def _reason(self, text: str) -> None:
+        if self.fold_reasoning and self._err is not None:
+            if self._fold is None:
+                self._fold = ReasoningFold(self._err)
+            self._fold.update(self._reasoning)
+            self._in_reasoning = True
+            return
         if self._err is not None:
             self._err.print(text, style="dim italic", end="")
         else:
@@ -149,6 +179,11 @@ class Renderer:
         self._in_reasoning = True
 
     def _end_reasoning(self) -> None:
+        if self._fold is not None:
+            self._fold.close(len(self._reasoning))
+            self._fold = None
+            self._in_reasoning = False
+            return
         if self._in_reasoning:
             sys.stderr.write("\n\n" if self._err else "\n")
             sys.stderr.flush()
@@ -190,6 +225,37 @@ class Renderer:
             sys.stdout.write("\n")
         sys.stdout.flush()
         self._end_reasoning()
+
+
+class ReasoningFold:
+    """Reasoning while it streams: the last few lines, dimmed, in a live area that folds into one
+    summary line when the answer starts (`/reasoning` shows it all)."""
+
+    LINES = 4
+
+    def __init__(self, console) -> None:
+        from rich.live import Live
+
+        self.started = time.monotonic()
+        self.live = Live(console=console, transient=True, auto_refresh=False)
+        self.live.start()
+        self.console = console
+
+    def update(self, reasoning: str) -> None:
+        from rich.text import Text
+
+        width = max(self.console.width - 2, 20)
+        lines = [line[-width:] for line in reasoning.splitlines()[-self.LINES :]]
+        self.live.update(Text("\n".join(lines), style="dim italic"), refresh=True)
+
+    def close(self, chars: int) -> None:
+        self.live.stop()
+        seconds = time.monotonic() - self.started
+        self.console.print(
+            f"▸ thought for {seconds:.1f}s ({chars:,} characters): /reasoning shows it",
+            style="dim",
+            highlight=False,
+        )
 
 
 class loading:  # noqa: N801 - used as a context manager, reads like a statement

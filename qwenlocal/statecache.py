@@ -28,6 +28,7 @@ class StateCache:
         self._lib, self._ctx, self.keep = lib, ctx, keep
         self.live: list[int] = []
         self.checkpoints: list[Checkpoint] = []
+        self._exact = True  # False after an interruption: the context may hold more than `live`
 
     def _memory(self):
         return self._lib.llama_get_memory(self._ctx)
@@ -36,6 +37,11 @@ class StateCache:
         self._lib.llama_memory_clear(self._memory(), True)
         self.live = []
         self.checkpoints = []
+        self._exact = True
+
+    def interrupted(self) -> None:
+        """Generation stopped mid-way (Ctrl-C): restore a checkpoint next time, never assume."""
+        self._exact = False
 
     def reuse(self, tokens: list[int]) -> int:
         """Leave the context holding the longest reusable prefix of `tokens`; return its length.
@@ -45,7 +51,7 @@ class StateCache:
         limit = min(len(self.live), len(tokens) - 1)
         while common < limit and self.live[common] == tokens[common]:
             common += 1
-        if common == len(self.live):  # the context already ends where the new prompt goes on
+        if common == len(self.live) and self._exact:  # the context ends where the new prompt goes on
             return common
         best = next((c for c in reversed(self.checkpoints) if c.n_tokens <= common), None)
         if best is None:
@@ -58,6 +64,7 @@ class StateCache:
             self.reset()
             return 0
         self.live = self.live[: best.n_tokens]
+        self._exact = True
         self.checkpoints = [c for c in self.checkpoints if c.n_tokens <= best.n_tokens]
         return best.n_tokens
 

@@ -1,0 +1,138 @@
+"""A chat conversation, saved to disk after every change so nothing is ever lost.
+
+Each conversation is one JSON file in `<data dir>/conversations/`, written atomically (a temporary
+file renamed over the old one), so a crash or a killed terminal leaves the last complete state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .config import data_dir
+from .errors import Exit, QwenlocalError
+
+
+def conversations_dir() -> Path:
+    return data_dir() / "conversations"
+
+
+@dataclass
+class Conversation:
+    id: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6])
+    title: str = ""
+    model: str = ""
+    system: str | None = None
+    messages: list[dict] = field(default_factory=list)  # role, content, [reasoning, interrupted]
+    dropped: list[dict] = field(default_factory=list)  # turns moved out of the context, kept here
+    path: Path | None = None
+
+    # -- what the model sees -------------------------------------------------------------
+
+    def for_model(self) -> list[dict]:
+        """Messages for the chat template: the system prompt first, our own keys left out."""
+        out = [{"role": "system", "content": self.system}] if self.system else []
+        for m in self.messages:
+            message = {"role": m["role"], "content": m["content"]}
+            if m.get("reasoning"):
+                message["reasoning_content"] = m["reasoning"]
+            if m.get("tool_calls"):
+                message["tool_calls"] = m["tool_calls"]
+            out.append(message)
+        return out
+
+    def add(self, role: str, content: str, **extra) -> dict:
+        message = {"role": role, "content": content, **{k: v for k, v in extra.items() if v}}
+        self.messages.append(message)
+        if role == "user" and not self.title:
+            self.title = " ".join(content.split())[:60]
+        self.save()
+        return message
+
+    def turns(self) -> list[list[dict]]:
+        """The messages grouped by user turn (a user message and what answered it)."""
+        groups: list[list[dict]] = []
+        for m in self.messages:
+            if m["role"] == "user" or not groups:
+                groups.append([])
+            groups[-1].append(m)
+        return groups
+
+    def drop_oldest_turn(self) -> int:
+        """Move the oldest turn out of the context (into `dropped`); returns messages moved."""
+        turns = self.turns()
+        if len(turns) < 2:
+            return 0
+        n = len(turns[0])
+        self.dropped += self.messages[:n]
+        del self.messages[:n]
+        self.save()
+        return n
+
+    def last_user_index(self) -> int | None:
+        return next(
+            (i for i in range(len(self.messages) - 1, -1, -1) if self.messages[i]["role"] == "user"), None
+        )
+
+    # -- disk ----------------------------------------------------------------------------
+
+    def save(self, path: Path | None = None) -> Path:
+        path = path or self.path or conversations_dir() / f"{self.id}.json"
+        if self.path is None and path.parent == conversations_dir():
+            self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {k: v for k, v in asdict(self).items() if k != "path"}
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> Conversation:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            conv = cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        except (OSError, ValueError, TypeError) as exc:
+            raise QwenlocalError(
+                f"cannot read the conversation {path}: {exc}",
+                hint="`qwenlocal chat --list` shows the saved conversations",
+                code=Exit.BAD_INPUT,
+            ) from None
+        if Path(path).parent == conversations_dir():
+            conv.path = Path(path)
+        return conv
+
+    @classmethod
+    def saved(cls) -> list[Path]:
+        """Saved conversations, newest first."""
+        folder = conversations_dir()
+        if not folder.is_dir():
+            return []
+        return sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+    @classmethod
+    def find(cls, ref: str | None) -> Conversation:
+        """`None` or "last": the newest; a number: from `--list`; else an id or a path."""
+        saved = cls.saved()
+        if ref in (None, "", "last"):
+            if not saved:
+                raise QwenlocalError(
+                    "there is no saved conversation yet",
+                    hint="start one with `qwenlocal chat`",
+                    code=Exit.BAD_INPUT,
+                )
+            return cls.load(saved[0])
+        if ref.isdigit() and 1 <= int(ref) <= len(saved):
+            return cls.load(saved[int(ref) - 1])
+        by_id = conversations_dir() / f"{ref}.json"
+        if by_id.is_file():
+            return cls.load(by_id)
+        if Path(ref).expanduser().is_file():
+            return cls.load(Path(ref).expanduser())
+        raise QwenlocalError(
+            f"no saved conversation '{ref}'", hint="`qwenlocal chat --list` shows them", code=Exit.BAD_INPUT
+        )
