@@ -30,6 +30,8 @@ HELP = """\
 /save FILE            save the conversation (.json to /load later, .md to read)
 /load FILE            continue a saved conversation (a file, an id, or a number from --list)
 /stats                speed and context of the last answer
+/agent TASK           let the model work on files here, with tools and your approval
+/undo                 revert the agent's last step
 /exit                 leave (Ctrl-D does too)
 Enter sends; Alt+Enter (or Esc then Enter) starts a new line; pasted text is kept whole.
 @path attaches a file's text to the message."""
@@ -45,6 +47,8 @@ COMMANDS = [
     "/save",
     "/load",
     "/stats",
+    "/agent",
+    "/undo",
     "/exit",
 ]
 MAX_ATTACH = 200_000  # characters of one attached file
@@ -232,6 +236,22 @@ class ChatSession:
         self.conversation = Conversation.find(arg or "last")
         warn(f"loaded '{self.conversation.title}' ({len(self.conversation.messages)} messages)")
         replay(self.conversation)
+
+    def cmd_agent(self, arg: str) -> None:
+        if not arg:
+            warn("usage: /agent TASK (works in the current folder; /undo reverts its last step)")
+            return
+        from .agent.main import solve
+
+        finished = solve(arg, self.settings, Path.cwd(), loaded=self.loaded)
+        self.conversation.add("user", f"/agent {arg}")
+        self.conversation.add("assistant", finished.answer or f"({finished.reason})")
+
+    def cmd_undo(self, arg: str) -> None:
+        from .agent.undo import undo_last
+
+        for line in undo_last(Path.cwd()) or ["the last step's files were already as before"]:
+            warn(line)
 
     def cmd_stats(self, arg: str) -> None:
         if self.last is None:

@@ -204,6 +204,71 @@ def chat(
 
 
 @app.command()
+def agent(
+    task: Annotated[
+        str | None, typer.Argument(help="What to do, e.g. 'add a docstring to utils.py'.")
+    ] = None,
+    workspace: Annotated[
+        str | None, typer.Option("--workspace", "-w", help="The folder the agent works in. Default: here.")
+    ] = None,
+    auto_edit: Annotated[
+        bool, typer.Option("--auto-edit", help="Edit files without asking (shell still asks).")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Run everything without asking.")] = False,
+    max_steps: Annotated[
+        int, typer.Option("--max-steps", min=1, help="Stop after this many model turns.")
+    ] = 25,
+    undo: Annotated[bool, typer.Option("--undo", help="Revert the last step of the last run here.")] = False,
+    model: Model = None,
+    system: System = None,
+    think: Think = None,
+    think_budget: ThinkBudget = None,
+    temperature: Temperature = None,
+    seed: Seed = None,
+    ctx: Ctx = None,
+    threads: Threads = None,
+    gpu_layers: GpuLayers = None,
+    json: Json = None,
+    show_reasoning: ShowReasoning = None,
+    pull: Pull = None,
+    offline: Offline = False,
+) -> None:
+    """Let the model read, write and edit files and run commands in a workspace, with your approval.
+
+    File tools cannot leave the workspace; shell commands run sandboxed where bubblewrap works;
+    every change is snapshotted, and `qwenlocal agent --undo` reverts the last step.
+    """
+    from .agent import main as agent_main
+    from .agent.loop import workspace_path
+
+    where = workspace_path(workspace)
+    if undo:
+        agent_main.undo(where)
+        return
+    if not task:
+        raise typer.BadParameter(
+            "give the task, e.g. qwenlocal agent 'fix the failing test'", param_hint="TASK"
+        )
+    settings = _settings(
+        model=model,
+        system=system,
+        think=think,
+        think_budget=think_budget,
+        temperature=temperature,
+        seed=seed,
+        ctx=ctx,
+        threads=threads,
+        gpu_layers=gpu_layers,
+        json=json,
+        show_reasoning=show_reasoning,
+        pull=pull,
+    )
+    _offline(offline)
+    mode = "yes" if yes else "auto-edit" if auto_edit else "ask"
+    agent_main.run_agent(task, settings, where, mode, max_steps)
+
+
+@app.command()
 def doctor(
     model: Model = None,
     ctx: Ctx = None,

@@ -20,6 +20,7 @@ class Exit(IntEnum):
     CONTEXT_OVERFLOW = 6  # the prompt does not fit in the context window
     BAD_INPUT = 7  # unusable input: binary or non-UTF-8 stdin, an empty prompt
     DOES_NOT_FIT = 8  # no model fits this machine's memory
+    AGENT_STOPPED = 9  # the agent stopped before finishing the task
     NETWORK = 10  # the hub could not be reached (the partial download is kept)
     HUB_NOT_FOUND = 11  # the repository or file does not exist on the hub
     HUB_AUTH = 12  # the repository is gated or private: a token is needed
@@ -39,6 +40,7 @@ EXIT_CODES: dict[Exit, str] = {
     Exit.CONTEXT_OVERFLOW: "prompt longer than the context window (never truncated)",
     Exit.BAD_INPUT: "unusable input: binary or non-UTF-8 stdin, empty prompt",
     Exit.DOES_NOT_FIT: "no model fits in this machine's memory",
+    Exit.AGENT_STOPPED: "the agent stopped before finishing (step limit, repeated or bad calls, the user)",
     Exit.NETWORK: "the model hub could not be reached (a partial download is kept and resumed next time)",
     Exit.HUB_NOT_FOUND: "repository or file not found on the hub",
     Exit.HUB_AUTH: "gated or private repository: log in or set HF_TOKEN",

@@ -206,3 +206,35 @@ def test_piped_stdin_answers_one_message_per_line(cli, answer_model, json_mode):
     else:
         assert out == f"{ANSWER}\n\n{ANSWER}\n\n"
     assert b"Traceback" not in result.stderr
+
+
+def test_agent_and_undo_from_inside_chat(tmp_path):
+    from qwenlocal.testing import ggufs
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("old\n")
+    call = "<tool_call>\n<function=write_file>\n<parameter=path>\nnotes.txt\n</parameter>\n"
+    call += "<parameter=content>\nnew\n</parameter>\n</function>\n</tool_call>"
+    model = ggufs.write_scripted(
+        tmp_path / "a.gguf", {"\n\n": call}, after_tool={"\n\n": "Rewrote the notes."}
+    )
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "qwenlocal", "chat", "-m", str(model), "--no-think"],
+        cwd=project,
+        env={**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1"},
+        timeout=60,
+        encoding="utf-8",
+        dimensions=(50, 120),
+    )
+    child.expect(PROMPT)
+    child.sendline("/agent rewrite the notes")
+    child.expect(r"Allow write_file\?")
+    child.sendline("y")
+    child.expect("Rewrote the notes.")
+    child.expect(PROMPT)
+    assert (project / "notes.txt").read_text() == "new"
+    say(child, "/undo", until="restored notes.txt")
+    assert (project / "notes.txt").read_text() == "old\n"
+    assert leave(child) == 0

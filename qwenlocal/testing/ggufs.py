@@ -274,47 +274,90 @@ def split_pieces(text: str, taken: set[str]) -> list[str]:
 
 
 def write_scripted(
-    path: Path | str, replies: dict[str, str], shape: Shape | None = None, loops: tuple[str, ...] = ()
+    path: Path | str,
+    replies: dict[str, str],
+    shape: Shape | None = None,
+    loops: tuple[str, ...] = (),
+    after_tool: dict[str, str] | None = None,
 ) -> Path:
     """A model that answers each trigger with its reply, then `<|im_end|>`.
 
     The replies of the triggers in `loops` never end: their last piece leads back to their first
-    (a model that thinks, or talks, forever).
+    (a model that thinks, or talks, forever). `after_tool` gives other replies for prompts that
+    already hold a `</tool_response>`: an agent's model that calls a tool, reads the result, then
+    answers. The full-attention layer does that: every position attends (through the unrotated
+    half of its head) to `</tool_response>` tokens and, if there is one, writes a "phase"
+    direction into the residual stream that the LM head reads at the trigger.
     """
     shape = shape or Shape()
-    taken: set[str] = {"\n", "\n\n"} | set(replies)
+    after_tool = after_tool or {}
+    taken: set[str] = {"\n", "\n\n"} | set(replies) | set(after_tool)
+    scripts = [(t, r, 0) for t, r in replies.items()] + [(t, r, 1) for t, r in after_tool.items()]
+    triggers = set(replies) | set(after_tool)
     # A reply that ends in "\n\n" while "\n\n" is itself a trigger goes on with that reply.
-    links = {t: "\n\n" in replies and t != "\n\n" and r.endswith("\n\n") for t, r in replies.items()}
-    chains = {t: split_pieces(r[:-2] if links[t] else r, taken) for t, r in replies.items()}
-    plain = [p for chain in chains.values() for p in chain if p not in SPECIAL]
+    links = [("\n\n" in triggers and t != "\n\n" and r.endswith("\n\n")) for t, r, _ in scripts]
+    chains = [
+        split_pieces(r[:-2] if link else r, taken) for (t, r, _), link in zip(scripts, links, strict=True)
+    ]
+    plain = [p for chain in chains for p in chain if p not in SPECIAL]
     vocab = Vocab(plain)
-    n_vocab = len(vocab.tokens)
+    n_vocab, e = len(vocab.tokens), shape.n_embd
+    const, phase, mark = e - 1, e - 2, e - 3  # reserved residual directions
     rng = np.random.default_rng(0)
     t = _tensors(shape, n_vocab, rng, 0.02)
-    for name in list(t):  # every block adds nothing to the residual stream
+    for name in list(t):  # every block adds nothing to the residual stream...
         if name.endswith(("attn_output.weight", "ssm_out.weight", "ffn_down.weight")):
             t[name][:] = 0
-    embd = np.zeros((n_vocab, shape.n_embd), np.float32)
-    head = np.zeros((n_vocab, shape.n_embd), np.float32)
+    embd = np.zeros((n_vocab, e), np.float32)
+    embd[:, const] = 1.0  # every token carries a constant direction (it opens the attention gate)
+    embd[vocab.index["</tool_response>"], mark] = 1.0
+    _phase_attention(t, shape, const, phase, mark)  # ... but the attention layer's phase signal
+    head = np.zeros((n_vocab, e), np.float32)
     direction: dict[int, int] = {}
 
     def dir_of(token: int) -> int:
         if token not in direction:
-            if len(direction) >= shape.n_embd:
+            if len(direction) >= e - 3:
                 raise ValueError("script too long for this embedding width")
             direction[token] = len(direction)
             embd[token, direction[token]] = 1.0
         return direction[token]
 
-    for trigger, chain in chains.items():
-        end = vocab.index["ĊĊ"] if links[trigger] else vocab.index[EOS]
+    for (trigger, _, phase_of), chain, link in zip(scripts, chains, links, strict=True):
+        end = vocab.index["ĊĊ"] if link else vocab.index[EOS]
         if trigger in loops:
             end = vocab.id(chain[0])
         ids = [vocab.id(trigger)] + [vocab.id(p) for p in chain] + [end]
-        for prev, nxt in zip(ids, ids[1:], strict=False):
-            if head[:, dir_of(prev)].any() and head[nxt, dir_of(prev)] == 0:
+        first, rest = ids[:2], ids[1:]
+        # at the trigger: this reply's first piece, by phase when the trigger has replies in both
+        both = trigger in replies and trigger in after_tool
+        # (weights: a plain step 20; a phase choice 20t - 10p against 15t + 10p, so the phase
+        # signal, +10 anywhere after a tool result, never outweighs a plain step)
+        row = head[first[1]]
+        row[dir_of(first[0])] += 15.0 if both and phase_of else 20.0
+        if both:
+            row[phase] += 10.0 if phase_of else -10.0
+        for prev, nxt in zip(rest, rest[1:], strict=False):  # then each piece leads to the next
+            if head[:, dir_of(prev)].max() >= 20 and head[nxt, dir_of(prev)] < 20:
                 raise ValueError(f"token {vocab.tokens[prev]!r} would need two successors")
-            head[nxt, dir_of(prev)] = 10.0
+            head[nxt, dir_of(prev)] = 20.0
     t["token_embd.weight"] = embd
     t["output.weight"] = head
     return _write(Path(path), shape, vocab, t, "tiny-scripted")
+
+
+def _phase_attention(t: dict[str, np.ndarray], shape: Shape, const: int, phase: int, mark: int) -> None:
+    """Set the full-attention layer so that it adds 1.0 along `phase` after a marker token."""
+    hd, layer = shape.head_dim, 3  # the first full-attention layer
+    unrotated = shape.rope_dim + 4  # a dimension RoPE leaves alone: attention ignores position
+    p = f"blk.{layer}."
+    for name in ("attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight"):
+        t[p + name][:] = 0
+    for h in range(shape.n_head):
+        t[p + "attn_q.weight"][h * 2 * hd + unrotated, const] = 1.0  # every query asks for markers
+        t[p + "attn_q.weight"][h * 2 * hd + hd : (h + 1) * 2 * hd, const] = 3.0  # the gate: open
+    t[p + "attn_k.weight"][unrotated, mark] = 1.0  # only markers answer
+    t[p + "attn_v.weight"][0, mark] = 1.0
+    t[p + "attn_q_norm.weight"][:] = 4.0  # sharp attention: scores of ~180 against 0
+    t[p + "attn_k_norm.weight"][:] = 4.0
+    t[p + "attn_output.weight"][phase, 0] = 1.0 / np.sqrt(shape.n_embd / 2)  # ~1.0 in the residual

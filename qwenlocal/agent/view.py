@@ -1,0 +1,111 @@
+"""How an agent run looks: steps, calls, diffs and results on stderr; the final answer on stdout."""
+
+from __future__ import annotations
+
+import sys
+
+from ..events import Done, Notice, ReasoningDelta, TextDelta
+from ..render import color_allowed, err_console, is_tty, warn
+from .loop import Finished, Observation, StepStarted, ToolDecision, ToolRequested
+
+
+class AgentView:
+    def __init__(self, show_thinking: bool, json_mode: bool = False) -> None:
+        self.tty = is_tty(sys.stderr) and color_allowed()
+        self.console = err_console()
+        self.show_thinking = show_thinking
+        self.json_mode = json_mode
+        self._streaming = False
+
+    def _line(self, text: str, style: str = "") -> None:
+        self._end_stream()
+        if self.tty:
+            self.console.print(text, style=style, highlight=False, markup=False)
+        else:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    def _end_stream(self) -> None:
+        if self._streaming:
+            sys.stderr.write("\n")
+            self._streaming = False
+
+    def __call__(self, event) -> None:
+        if isinstance(event, ReasoningDelta | TextDelta):
+            if self.show_thinking:
+                if self.tty:
+                    self.console.print(event.text, style="dim", end="", highlight=False, markup=False)
+                else:
+                    sys.stderr.write(event.text)
+                self._streaming = True
+        elif isinstance(event, Notice):
+            self._end_stream()
+            warn(event.text)
+        elif isinstance(event, Done):
+            self._end_stream()
+        elif isinstance(event, StepStarted):
+            self._line(f"── step {event.step}", "bold cyan")
+        elif isinstance(event, ToolRequested):
+            self._line(f"→ {event.call.name} {_short(event.call.arguments)}", "bold")
+            if event.call.name in ("write_file", "edit_file", "run_shell"):
+                self._diff(event.preview)
+        elif isinstance(event, ToolDecision):
+            if event.decision != "yes" or event.why not in ("reading needs no approval",):
+                style = "green" if event.decision == "yes" else "red"
+                self._line(f"  {event.why}", style)
+        elif isinstance(event, Observation):
+            first = event.text.strip().splitlines()[:6]
+            more = len(event.text.strip().splitlines()) - len(first)
+            text = "\n".join("  " + line for line in first) + (f"\n  … {more} more lines" if more > 0 else "")
+            self._line(text, "" if event.ok else "red")
+        elif isinstance(event, Finished):
+            self.finish(event)
+
+    def _diff(self, diff: str) -> None:
+        if not self.tty:
+            sys.stderr.write(diff if diff.endswith("\n") else diff + "\n")
+            return
+        from rich.syntax import Syntax
+
+        self.console.print(Syntax(diff, "diff", theme="ansi_dark", background_color="default"))
+
+    def finish(self, event: Finished) -> None:
+        self._end_stream()
+        if event.reason != "answered":
+            warn(event.reason)
+        if self.json_mode:
+            import json
+
+            sys.stdout.write(
+                json.dumps({"answer": event.answer, "reason": event.reason, "steps": event.steps}) + "\n"
+            )
+        elif event.answer:
+            if is_tty(sys.stdout):
+                from rich.console import Console
+                from rich.markdown import Markdown
+
+                Console().print(Markdown(event.answer))
+            else:
+                sys.stdout.write(event.answer.rstrip("\n") + "\n")
+        sys.stdout.flush()
+
+
+def _short(arguments: dict) -> str:
+    parts = []
+    for key, value in arguments.items():
+        text = str(value).replace("\n", "⏎")
+        parts.append(f"{key}={text[:60] + '…' if len(text) > 60 else text}")
+    return " ".join(parts)
+
+
+def ask(tool: str, preview: str) -> str:
+    """The approval question on a terminal: y(es) / n(o) / a(lways for this tool) / s(top)."""
+    from rich.prompt import Prompt
+
+    return Prompt.ask(
+        f"Allow {tool}? [y]es / [n]o / [a]lways for {tool} / [s]top",
+        choices=["y", "n", "a", "s"],
+        default="n",
+        show_choices=False,
+        console=err_console(),
+    )

@@ -1,0 +1,63 @@
+import pytest
+
+from qwenlocal.agent.parse import FormatError, ToolCall, parse
+
+CALL = (
+    "<tool_call>\n<function=read_file>\n<parameter=path>\nsrc/app.py\n</parameter>\n</function>\n</tool_call>"
+)
+
+
+def test_a_plain_answer_has_no_calls():
+    assert parse("All done.\n") == ("All done.", [])
+
+
+def test_one_call_with_text_before_it():
+    text, calls = parse("Let me look at the file first.\n\n" + CALL)
+    assert text == "Let me look at the file first."
+    assert calls == [ToolCall("read_file", {"path": "src/app.py"})]
+
+
+def test_several_calls_in_one_reply():
+    second = CALL.replace("read_file", "list_files").replace(
+        "<parameter=path>\nsrc/app.py\n</parameter>\n", ""
+    )
+    _, calls = parse(CALL + "\n" + second)
+    assert [c.name for c in calls] == ["read_file", "list_files"] and calls[1].arguments == {}
+
+
+def test_multiline_values_keep_their_lines_and_json_values_are_typed():
+    reply = (
+        "<tool_call>\n<function=edit_file>\n<parameter=path>\na.py\n</parameter>\n"
+        "<parameter=old_text>\ndef f():\n    return 1\n</parameter>\n"
+        "<parameter=new_text>\ndef f():\n    return 2\n</parameter>\n</function>\n</tool_call>"
+    )
+    _, [call] = parse(reply)
+    assert call.arguments["old_text"] == "def f():\n    return 1"
+    _, [call] = parse(CALL.replace("src/app.py", "a.py\n</parameter>\n<parameter=start_line>\n3"))
+    assert call.arguments == {"path": "a.py", "start_line": 3}
+
+
+def test_a_reply_cut_before_its_closing_tags_still_parses():
+    _, [call] = parse(CALL.removesuffix("</function>\n</tool_call>"))
+    assert call == ToolCall("read_file", {"path": "src/app.py"})
+
+
+def test_the_json_form():
+    _, [call] = parse(
+        '<tool_call>\n{"name": "run_shell", "arguments": {"command": "ls", "timeout": 5}}\n</tool_call>'
+    )
+    assert call == ToolCall("run_shell", {"command": "ls", "timeout": 5})
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "<tool_call>\nread_file src/app.py\n</tool_call>",
+        '<tool_call>\n{"name": "read_file", "arguments": {oops}}\n</tool_call>',
+        "<function=read_file>\n<parameter=path>\na\n</parameter>\n</function>",
+    ],
+)
+def test_malformed_calls_raise_a_message_for_the_model(reply):
+    with pytest.raises(FormatError) as err:
+        parse(reply)
+    assert "<tool_call>" in str(err.value)
