@@ -47,9 +47,10 @@ class GenerateOptions:
     think_budget: int | None = None  # reasoning tokens before the think block is closed
     max_tokens: int | None = None
     seed: int | None = None
+    ignore_eos: bool = False  # benchmarks: generate exactly max_tokens, as llama-bench does
 
 
-def _llama():
+def llama_lib():
     """Import llama_cpp once, route its log into a buffer (shown with QWENLOCAL_DEBUG=1)."""
     global _log_callback
     import llama_cpp
@@ -75,7 +76,7 @@ def _llama():
 
 
 def gpu_offload_supported() -> bool:
-    return bool(_llama().llama_supports_gpu_offload())
+    return bool(llama_lib().llama_supports_gpu_offload())
 
 
 def check_gguf(path: Path) -> None:
@@ -122,7 +123,7 @@ class LlamaEngine:
         self.path = Path(path)
         self.options = options
         check_gguf(self.path)
-        lib = self._lib = _llama()
+        lib = self._lib = llama_lib()
         started = time.perf_counter()
         _log_lines.clear()
         mparams = lib.llama_model_default_params()
@@ -322,7 +323,7 @@ class LlamaEngine:
                 if not generated:
                     ttft = time.perf_counter() - started
                     gen_started = time.perf_counter()
-                if lib.llama_vocab_is_eog(self._vocab, token):
+                if lib.llama_vocab_is_eog(self._vocab, token) and not options.ignore_eos:
                     break
                 generated.append(token)
                 was_reasoning = splitter.in_reasoning

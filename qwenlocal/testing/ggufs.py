@@ -149,7 +149,8 @@ def _write(path: Path, shape: Shape, vocab: Vocab, tensors: dict[str, np.ndarray
     w.add_ssm_time_step_rank(shape.ssm_v_heads)
     w.add_ssm_inner_size(shape.ssm_state * shape.ssm_v_heads)
     w.add_full_attention_interval(4)
-    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    f16 = any(a.dtype == np.float16 for a in tensors.values())
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if f16 else gguf.LlamaFileType.ALL_F32)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("qwen35")
     w.add_token_list(vocab.tokens)
@@ -160,7 +161,7 @@ def _write(path: Path, shape: Shape, vocab: Vocab, tensors: dict[str, np.ndarray
     w.add_add_bos_token(False)
     w.add_chat_template(chat_template())
     for tname, array in tensors.items():
-        w.add_tensor(tname, np.ascontiguousarray(array, dtype=np.float32))
+        w.add_tensor(tname, np.ascontiguousarray(array))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -168,7 +169,9 @@ def _write(path: Path, shape: Shape, vocab: Vocab, tensors: dict[str, np.ndarray
     return path
 
 
-def _tensors(shape: Shape, n_vocab: int, rng: np.random.Generator, scale: float) -> dict[str, np.ndarray]:
+def _tensors(
+    shape: Shape, n_vocab: int, rng: np.random.Generator, scale: float, dtype=np.float32
+) -> dict[str, np.ndarray]:
     """All tensors, numpy order (rows = ggml ne[1]). Norms near 1, ssm_a < 0, small matrices."""
     e, ff = shape.n_embd, shape.n_ff
     k_dim = shape.ssm_state * shape.ssm_groups
@@ -178,7 +181,9 @@ def _tensors(shape: Shape, n_vocab: int, rng: np.random.Generator, scale: float)
     kv_out = shape.head_dim * shape.n_head_kv
 
     def mat(rows: int, cols: int) -> np.ndarray:
-        return (rng.standard_normal((rows, cols), dtype=np.float32) * scale).astype(np.float32)
+        out = rng.standard_normal((rows, cols), dtype=np.float32)
+        out *= scale
+        return out.astype(dtype, copy=False)
 
     t = {
         "token_embd.weight": mat(n_vocab, e),
@@ -199,7 +204,7 @@ def _tensors(shape: Shape, n_vocab: int, rng: np.random.Generator, scale: float)
         else:  # Gated DeltaNet
             t[p + "attn_qkv.weight"] = mat(qkv, e)
             t[p + "attn_gate.weight"] = mat(v_dim, e)
-            t[p + "ssm_conv1d.weight"] = mat(qkv, 4)
+            t[p + "ssm_conv1d.weight"] = mat(qkv, 4).astype(np.float32)  # stays F32, as in real files
             t[p + "ssm_dt.bias"] = np.zeros(shape.ssm_v_heads, np.float32)
             t[p + "ssm_a"] = -np.exp(rng.uniform(0, 1, shape.ssm_v_heads)).astype(np.float32)
             t[p + "ssm_beta.weight"] = mat(shape.ssm_v_heads, e)
@@ -212,10 +217,25 @@ def _tensors(shape: Shape, n_vocab: int, rng: np.random.Generator, scale: float)
     return t
 
 
-def write_random(path: Path | str, shape: Shape = Shape(), seed: int = 0) -> Path:
+def write_random(path: Path | str, shape: Shape = Shape(), seed: int = 0, f16: bool = False) -> Path:
+    """Random weights. `f16=True` stores the matrices as F16 (half the size, for big shapes)."""
     vocab = Vocab(["Hello", " world", "    ", "def", " return"], n_vocab=shape.n_vocab)
     rng = np.random.default_rng(seed)
-    return _write(Path(path), shape, vocab, _tensors(shape, len(vocab.tokens), rng, 0.02), "tiny-random")
+    tensors = _tensors(shape, len(vocab.tokens), rng, 0.02, np.float16 if f16 else np.float32)
+    return _write(Path(path), shape, vocab, tensors, "tiny-random")
+
+
+def quantize(src: Path | str, dst: Path | str, ftype: str = "Q4_K_M", threads: int = 0) -> Path:
+    """Quantize a GGUF with llama.cpp's own quantizer (K-quants need it; gguf-py has none)."""
+    from qwenlocal.engine import llama_lib  # llama.cpp with its log routed (quiet)
+
+    llama_cpp = llama_lib()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype}")
+    params.nthread = threads
+    if llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params) != 0:
+        raise RuntimeError(f"quantizing {src} to {ftype} failed")
+    return Path(dst)
 
 
 # -- scripted ---------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""The qwenlocal benchmark harness: `python -m bench` (see README.md, "Speed")."""

@@ -1,0 +1,334 @@
+"""qwenlocal's speed next to llama.cpp's own llama-bench, measured side by side in one run.
+
+    python -m bench                    # 0.8B and 2B shapes, 3 interleaved repetitions
+    python -m bench --models tiny      # a smoke run on a tiny model (what CI does)
+
+Models: random weights with Qwen3.5's exact tensor shapes and vocabulary, quantized to Q4_K_M
+(compute per token does not depend on the values, so the speed is the real models' speed).
+llama-bench is built from the llama.cpp sources the installed llama-cpp-python vendors. Results
+are ratios from the same run, written to BENCHMARKS.md with a chart (bench/multiturn.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from qwenlocal.catalog import load
+from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
+from qwenlocal.testing import ggufs
+
+from . import llama_bench
+from .llama_bench import CACHE
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPES = {"0.8b": ggufs.QWEN35_0_8B, "2b": ggufs.QWEN35_2B, "tiny": ggufs.Shape()}
+SPEC = {"0.8b": "qwen3.5-0.8b", "2b": "qwen3.5-2b", "tiny": "qwen3.5-0.8b"}
+TARGETS = {"decode": 0.97, "prefill": 0.95, "turn8": 1.5, "help_s": 0.3, "rss_extra_mb": 300}
+
+
+def log(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+def model_file(name: str) -> Path:
+    path = CACHE / "models" / f"qwen35-{name}-shape-q4_k_m.gguf"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f16 = path.with_suffix(".f16.gguf")
+    log(f"writing a random-weight GGUF with Qwen3.5-{name}'s shapes, then quantizing it to Q4_K_M")
+    ggufs.write_random(f16, SHAPES[name], f16=True)
+    ggufs.quantize(f16, path, "Q4_K_M", threads=os.cpu_count() or 2)
+    f16.unlink()
+    return path
+
+
+def prompt_of(engine: LlamaEngine, n_tokens: int) -> list[dict]:
+    """A user message whose rendered prompt is exactly n_tokens (one token per "x" here)."""
+    overhead = len(engine.prompt_tokens([{"role": "user", "content": "x"}], False)) - 1
+    messages = [{"role": "user", "content": "x" * (n_tokens - overhead)}]
+    assert len(engine.prompt_tokens(messages, False)) == n_tokens
+    return messages
+
+
+@dataclass
+class Result:
+    name: str
+    file_bytes: int
+    ours_pp: list[float] = field(default_factory=list)
+    ours_tg: list[float] = field(default_factory=list)
+    ref_pp: list[float] = field(default_factory=list)
+    ref_tg: list[float] = field(default_factory=list)
+    ttft: list[float] = field(default_factory=list)
+    turns: list[float] = field(default_factory=list)
+    turns_no_reuse: list[float] = field(default_factory=list)
+    peak_rss: int = 0
+    rss_bound: int = 0
+
+    def ratio(self, ours: list[float], ref: list[float]) -> float:
+        return statistics.median(ours) / statistics.median(ref)
+
+
+def run_llama_bench(binary: Path, model: Path, threads: int, pp: int, tg: int) -> tuple[float, float]:
+    out = subprocess.run(
+        [str(binary), "-m", str(model), "-p", str(pp), "-n", str(tg), "-t", str(threads), "-r", "1", "-o", "json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    rows = json.loads(out.stdout)
+    speed = {(r["n_prompt"], r["n_gen"]): r["avg_ts"] for r in rows}
+    return speed[(pp, 0)], speed[(0, tg)]
+
+
+def run_ours(
+    engine: LlamaEngine, options: GenerateOptions, messages: list[dict]
+) -> tuple[float, float, float]:
+    engine.cache.reset()  # a cold prompt, as llama-bench's
+    done = list(engine.stream(messages, options))[-1]
+    return done.stats.prompt_tps, done.stats.generate_tps, done.stats.ttft_s
+
+
+def multi_turn(engine: LlamaEngine, turns: int, user_tokens: int, reuse: bool) -> list[float]:
+    options = GenerateOptions(
+        load().models["qwen3.5-0.8b"].sampling(False), max_tokens=32, ignore_eos=True, seed=1
+    )
+    messages = [{"role": "system", "content": "You are a helpful assistant."}]
+    engine.cache.reset()
+    ttfts = []
+    for turn in range(turns):
+        messages.append({"role": "user", "content": f"Turn {turn}: " + "x" * user_tokens})
+        if not reuse:
+            engine.cache.reset()
+        done = list(engine.stream(messages, options))[-1]
+        ttfts.append(done.stats.ttft_s)
+        messages.append({"role": "assistant", "content": done.answer})
+    return ttfts
+
+
+def peak_rss(model: Path, n_ctx: int) -> int:
+    """Peak resident memory of a whole `qwenlocal run` (bytes)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qwenlocal", "run", "-m", str(model), "--ctx", str(n_ctx), "--max-tokens", "32",
+         "--no-think", "x" * 400],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    _, _, usage = os.wait4(proc.pid, 0)
+    return usage.ru_maxrss * 1024
+
+
+def cold_start(model: Path, reps: int) -> tuple[float, float]:
+    exe = Path(sys.executable).with_name("qwenlocal")
+    helps, firsts = [], []
+    for _ in range(reps):
+        started = time.perf_counter()
+        subprocess.run([str(exe), "--help"], capture_output=True, check=True)
+        helps.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [str(exe), "run", "-m", str(model), "--ctx", "2048", "--no-think", "--max-tokens", "4", "hi"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        proc.stdout.read(1)
+        firsts.append(time.perf_counter() - started)
+        proc.wait()
+    return statistics.median(helps), statistics.median(firsts)
+
+
+def machine() -> dict:
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
+    import psutil
+
+    return {
+        "cpu": cpu,
+        "cores": f"{psutil.cpu_count(logical=False)} physical / {psutil.cpu_count()} logical",
+        "ram": f"{psutil.virtual_memory().total / 1024**3:.1f} GiB",
+        "os": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "python": platform.python_version(),
+        "llama-cpp-python": metadata.version("llama-cpp-python"),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def bench_model(name: str, binary: Path, args) -> Result:
+    path = model_file(name)
+    result = Result(name, path.stat().st_size)
+    threads = args.threads
+    with LlamaEngine(path, LoadOptions(n_ctx=8192, n_threads=threads)) as engine:
+        messages = prompt_of(engine, args.pp)
+        sampling = load().models[SPEC[name]].sampling(False)
+        options = GenerateOptions(sampling, max_tokens=args.tg, ignore_eos=True, seed=1)
+        run_ours(engine, options, messages)  # warm-up: page the weights in for both
+        for rep in range(args.reps):  # interleaved, so drift on a shared machine hits both alike
+            log(f"{name}: repetition {rep + 1}/{args.reps}")
+            pp, tg = run_llama_bench(binary, path, threads, args.pp, args.tg)
+            result.ref_pp.append(pp)
+            result.ref_tg.append(tg)
+            pp, tg, ttft = run_ours(engine, options, messages)
+            result.ours_pp.append(pp)
+            result.ours_tg.append(tg)
+            result.ttft.append(ttft)
+        log(f"{name}: multi-turn time to first token, {args.turns} turns")
+        result.turns = multi_turn(engine, args.turns, args.turn_tokens, reuse=True)
+        if args.no_reuse_baseline and name == args.models[0]:
+            log(f"{name}: the same without state reuse (what llama-cpp-python's chat does)")
+            result.turns_no_reuse = multi_turn(engine, args.turns, args.turn_tokens, reuse=False)
+    spec = load().models[SPEC[name]]
+    n_ctx = 4096
+    result.peak_rss = peak_rss(path, n_ctx)
+    result.rss_bound = result.file_bytes + spec.kv_bytes_per_token * n_ctx + spec.recurrent_bytes
+    return result
+
+
+def chart(results: list[Result], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for r in results:
+        left.plot(range(1, len(r.turns) + 1), r.turns, marker="o", label=f"{r.name}: qwenlocal")
+        if r.turns_no_reuse:
+            left.plot(
+                range(1, len(r.turns_no_reuse) + 1),
+                r.turns_no_reuse,
+                marker="x",
+                linestyle="--",
+                label=f"{r.name}: without state reuse",
+            )
+    left.set(xlabel="turn", ylabel="time to first token (s)", title="Multi-turn chat")
+    left.legend()
+    labels, ours, refs = [], [], []
+    for r in results:
+        for kind, o, f in (("prefill", r.ours_pp, r.ref_pp), ("decode", r.ours_tg, r.ref_tg)):
+            labels.append(f"{r.name}\n{kind}")
+            ours.append(statistics.median(o))
+            refs.append(statistics.median(f))
+    x = range(len(labels))
+    right.bar([i - 0.2 for i in x], refs, 0.4, label="llama-bench")
+    right.bar([i + 0.2 for i in x], ours, 0.4, label="qwenlocal")
+    right.set_xticks(list(x), labels)
+    right.set(ylabel="tokens/s", title="Throughput, same llama.cpp")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def report(results: list[Result], info: dict, help_s: float, first_s: float, args) -> str:
+    ok = lambda good: "✅" if good else "❌"  # noqa: E731
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Produced by `{args.command}` on {info['date']}. Every number comes from the same run;",
+        "qwenlocal and llama.cpp's own `llama-bench` (built from the llama.cpp sources that the installed",
+        f"llama-cpp-python {info['llama-cpp-python']} vendors) ran interleaved, {args.reps} repetitions each, "
+        f"{args.threads} threads. Models: random weights with Qwen3.5's exact tensor shapes and 248,320-token",
+        "vocabulary, quantized to Q4_K_M; speed per token does not depend on the weights' values. These",
+        "machines are shared and noisy: read the ratios, not the absolute speeds.",
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items() if k != "date"),
+        "",
+        "| model (file) | prefill tok/s qwenlocal / llama-bench | ratio | decode tok/s qwenlocal / llama-bench | ratio "
+        f"| TTFT (pp{args.pp}) | peak RSS / bound |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        pp, tg = r.ratio(r.ours_pp, r.ref_pp), r.ratio(r.ours_tg, r.ref_tg)
+        lines.append(
+            f"| {r.name} ({r.file_bytes / 1e6:.0f} MB) | {statistics.median(r.ours_pp):.1f} / "
+            f"{statistics.median(r.ref_pp):.1f} | {pp:.3f} {ok(pp >= TARGETS['prefill'])} | "
+            f"{statistics.median(r.ours_tg):.2f} / {statistics.median(r.ref_tg):.2f} | {tg:.3f} "
+            f"{ok(tg >= TARGETS['decode'])} | {statistics.median(r.ttft):.2f}s | "
+            f"{r.peak_rss / 1e6:.0f} MB / {(r.rss_bound + TARGETS['rss_extra_mb'] * 1e6) / 1e6:.0f} MB "
+            f"{ok(r.peak_rss <= r.rss_bound + TARGETS['rss_extra_mb'] * 1e6)} |"
+        )
+    lines += [
+        "",
+        f"Multi-turn time to first token ({args.turns} turns, each adding a ~{args.turn_tokens}-token "
+        "message and a 32-token answer):",
+        "",
+        "| model | " + " | ".join(f"turn {i + 1}" for i in range(args.turns)) + f" | turn {args.turns} / turn 1 |",
+        "|---|" + "---|" * (args.turns + 1),
+    ]
+    for r in results:
+        ratio = r.turns[-1] / r.turns[0]
+        lines.append(
+            f"| {r.name} | "
+            + " | ".join(f"{t:.2f}s" for t in r.turns)
+            + f" | {ratio:.2f} {ok(ratio <= TARGETS['turn8'])} |"
+        )
+        if r.turns_no_reuse:
+            ratio = r.turns_no_reuse[-1] / r.turns_no_reuse[0]
+            lines.append(
+                f"| {r.name}, no state reuse | "
+                + " | ".join(f"{t:.2f}s" for t in r.turns_no_reuse)
+                + f" | {ratio:.2f} |"
+            )
+    lines += [
+        "",
+        f"Cold start: `qwenlocal --help` {help_s:.3f}s {ok(help_s < TARGETS['help_s'])} (target < 0.3 s); "
+        f"`qwenlocal run` to its first token on {results[0].name}: {first_s:.2f}s.",
+        "",
+        "Targets: decode >= 0.97x llama-bench, prefill >= 0.95x, time to first token at turn 8 <= 1.5x turn 1, "
+        "`--help` under 0.3 s, peak RSS at most file + KV cache (4K context) + recurrent state + 300 MB.",
+        "",
+        "![multi-turn time to first token and throughput](bench/multiturn.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="0.8b,2b", help="comma-separated: 0.8b, 2b, tiny")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--pp", type=int, default=512)
+    parser.add_argument("--tg", type=int, default=128)
+    parser.add_argument("--turns", type=int, default=8)
+    parser.add_argument("--turn-tokens", type=int, default=600)
+    parser.add_argument("--no-reuse-baseline", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    args.command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    args.models = args.models.split(",")
+    if args.threads is None:
+        from qwenlocal.hardware import detect
+
+        args.threads = detect(gpu_offload=False).cpu_threads
+    binary = llama_bench.build()
+    results = [bench_model(name, binary, args) for name in args.models]
+    help_s, first_s = cold_start(model_file(args.models[0]), 5)
+    info = machine()
+    (args.out.parent / "bench").mkdir(exist_ok=True)
+    chart(results, args.out.parent / "bench" / "multiturn.png")
+    text = report(results, info, help_s, first_s, args)
+    args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""Build llama.cpp's own `llama-bench` from the sources the installed llama-cpp-python vendors.
+
+The sdist of the installed llama-cpp-python version is fetched from PyPI (pip's cache makes this
+free after the first time), its `vendor/llama.cpp` is configured the way llama-cpp-python builds
+it (Release, GGML_NATIVE, OpenMP: the defaults) and only the `llama-bench` target is built. The
+result is cached under `.bench-cache/`, keyed by version.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+from importlib import metadata
+from pathlib import Path
+
+CACHE = Path(__file__).resolve().parents[1] / ".bench-cache"
+
+
+def _log(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+def sources(version: str) -> Path:
+    """vendor/llama.cpp of llama-cpp-python `version`, unpacked from its sdist."""
+    root = CACHE / f"llama-cpp-python-{version}"
+    vendor = root / f"llama_cpp_python-{version}" / "vendor" / "llama.cpp"
+    if vendor.is_dir():
+        return vendor
+    root.mkdir(parents=True, exist_ok=True)
+    _log(f"downloading the llama-cpp-python {version} sdist (for its vendored llama.cpp)")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+         f"llama-cpp-python=={version}", "-d", str(root)],
+        check=True,
+    )  # fmt: skip
+    archive = next(root.glob("llama_cpp_python-*.tar.gz"))
+    with tarfile.open(archive) as tar:
+        tar.extractall(root, filter="data")
+    return vendor
+
+
+def build(jobs: int = 2) -> Path:
+    version = metadata.version("llama-cpp-python")
+    binary = CACHE / f"llama-bench-{version}" / "bin" / "llama-bench"
+    if binary.exists():
+        return binary
+    src = sources(version)
+    out = binary.parent.parent
+    _log(f"building llama-bench from llama.cpp as vendored by llama-cpp-python {version} (minutes, once)")
+    subprocess.run(
+        ["cmake", "-S", str(src), "-B", str(out), "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON",
+         "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
+         "-DLLAMA_BUILD_SERVER=OFF", "-DBUILD_SHARED_LIBS=OFF"],
+        check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    subprocess.run(
+        ["cmake", "--build", str(out), "--target", "llama-bench", "-j", str(jobs)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    if not binary.exists():
+        binary = next(out.rglob("llama-bench"))
+    return binary
+
+
+if __name__ == "__main__":
+    print(build())

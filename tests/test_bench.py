@@ -1,0 +1,39 @@
+"""Smoke test of the benchmark harness on a tiny model: it builds llama-bench from the vendored
+llama.cpp, runs both side by side and writes the report and chart. No timing is asserted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_harness_runs_end_to_end(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    args = [
+        "--models",
+        "tiny",
+        "--reps",
+        "1",
+        "--pp",
+        "64",
+        "--tg",
+        "8",
+        "--turns",
+        "3",
+        "--turn-tokens",
+        "20",
+        "--out",
+        str(out),
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True, timeout=3000
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = out.read_text()
+    for words in ("llama-bench", "| tiny", "turn 3", "Cold start", "peak RSS", "ratio"):
+        assert words in report
+    png = tmp_path / "bench" / "multiturn.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
