@@ -115,14 +115,16 @@ def multi_turn(engine: LlamaEngine, turns: int, user_tokens: int, reuse: bool) -
 
 
 def peak_rss(model: Path, n_ctx: int) -> int:
-    """Peak resident memory of a whole `qwenlocal run` (bytes)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qwenlocal", "run", "-m", str(model), "--ctx", str(n_ctx), "--max-tokens", "32",
-         "--no-think", "x" * 400],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    _, _, usage = os.wait4(proc.pid, 0)
-    return usage.ru_maxrss * 1024
+    """Peak resident memory of a whole `qwenlocal run` (bytes). A small helper process starts it:
+    a child forked straight from this (large) process would count this process's pages too."""
+    helper = (
+        "import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, "
+        "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(os.wait4(p.pid, 0)[2].ru_maxrss)"
+    )
+    command = [sys.executable, "-m", "qwenlocal", "run", "-m", str(model), "--ctx", str(n_ctx), "--max-tokens",
+               "32", "--no-think", "x" * 400]  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", helper, *command], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip()) * 1024
 
 
 def cold_start(model: Path, reps: int) -> tuple[float, float]:
@@ -175,7 +177,8 @@ def bench_model(name: str, binary: Path, args) -> Result:
     path = model_file(name)
     result = Result(name, path.stat().st_size)
     threads = args.threads
-    with LlamaEngine(path, LoadOptions(n_ctx=8192, n_threads=threads)) as engine:
+    # the context llama-bench uses (prompt + generated tokens), so both do the same work per token
+    with LlamaEngine(path, LoadOptions(n_ctx=args.pp + args.tg, n_threads=threads)) as engine:
         messages = prompt_of(engine, args.pp)
         sampling = load().models[SPEC[name]].sampling(False)
         options = GenerateOptions(sampling, max_tokens=args.tg, ignore_eos=True, seed=1)
@@ -189,6 +192,7 @@ def bench_model(name: str, binary: Path, args) -> Result:
             result.ours_pp.append(pp)
             result.ours_tg.append(tg)
             result.ttft.append(ttft)
+    with LlamaEngine(path, LoadOptions(n_ctx=32768, n_threads=threads)) as engine:  # a chat's context
         log(f"{name}: multi-turn time to first token, {args.turns} turns")
         result.turns = multi_turn(engine, args.turns, args.turn_tokens, reuse=True)
         if args.no_reuse_baseline and name == args.models[0]:
@@ -244,7 +248,7 @@ def report(results: list[Result], info: dict, help_s: float, first_s: float, arg
         f"Produced by `{args.command}` on {info['date']}. Every number comes from the same run;",
         "qwenlocal and llama.cpp's own `llama-bench` (built from the llama.cpp sources that the installed",
         f"llama-cpp-python {info['llama-cpp-python']} vendors) ran interleaved, {args.reps} repetitions each, "
-        f"{args.threads} threads. Models: random weights with Qwen3.5's exact tensor shapes and 248,320-token",
+        f"{args.threads} threads, the same context size (prompt + generated tokens) and the model cards' sampling for qwenlocal (llama-bench does not sample). Models: random weights with Qwen3.5's exact tensor shapes and 248,320-token",
         "vocabulary, quantized to Q4_K_M; speed per token does not depend on the weights' values. These",
         "machines are shared and noisy: read the ratios, not the absolute speeds.",
         "",
@@ -269,7 +273,9 @@ def report(results: list[Result], info: dict, help_s: float, first_s: float, arg
         f"Multi-turn time to first token ({args.turns} turns, each adding a ~{args.turn_tokens}-token "
         "message and a 32-token answer):",
         "",
-        "| model | " + " | ".join(f"turn {i + 1}" for i in range(args.turns)) + f" | turn {args.turns} / turn 1 |",
+        "| model | "
+        + " | ".join(f"turn {i + 1}" for i in range(args.turns))
+        + f" | turn {args.turns} / turn 1 |",
         "|---|" + "---|" * (args.turns + 1),
     ]
     for r in results:

@@ -94,9 +94,10 @@ def _offline(offline: bool) -> None:
 
 
 def _settings(**flags: Any):
-    from .config import load_settings
+    """Settings from the command's parameters (those that are settings; others are ignored)."""
+    from .config import SETTING_NAMES, load_settings
 
-    return load_settings(flags)
+    return load_settings({k: v for k, v in flags.items() if k in SETTING_NAMES})
 
 
 @app.command()
@@ -127,22 +128,7 @@ def run(
     """
     from . import oneshot
 
-    settings = _settings(
-        model=model,
-        system=system,
-        think=think,
-        think_budget=think_budget,
-        max_tokens=max_tokens,
-        temperature=temperature,
-        seed=seed,
-        ctx=ctx,
-        threads=threads,
-        gpu_layers=gpu_layers,
-        json=json,
-        verbose=verbose,
-        show_reasoning=show_reasoning,
-        pull=pull,
-    )
+    settings = _settings(**locals())
     _offline(offline)
     oneshot.run(settings, prompt)
 
@@ -183,22 +169,7 @@ def chat(
             conv = Conversation.load(path)
             sys.stdout.write(f"{i:3}  {conv.id}  {len(conv.messages):3} messages  {conv.title}\n")
         return
-    settings = _settings(
-        model=model,
-        system=system,
-        think=think,
-        think_budget=think_budget,
-        max_tokens=max_tokens,
-        temperature=temperature,
-        seed=seed,
-        ctx=ctx,
-        threads=threads,
-        gpu_layers=gpu_layers,
-        json=json,
-        verbose=verbose,
-        show_reasoning=show_reasoning,
-        pull=pull,
-    )
+    settings = _settings(**locals())
     _offline(offline)
     repl.chat(settings, resume, open_)
 
@@ -249,20 +220,7 @@ def agent(
         raise typer.BadParameter(
             "give the task, e.g. qwenlocal agent 'fix the failing test'", param_hint="TASK"
         )
-    settings = _settings(
-        model=model,
-        system=system,
-        think=think,
-        think_budget=think_budget,
-        temperature=temperature,
-        seed=seed,
-        ctx=ctx,
-        threads=threads,
-        gpu_layers=gpu_layers,
-        json=json,
-        show_reasoning=show_reasoning,
-        pull=pull,
-    )
+    settings = _settings(**locals())
     _offline(offline)
     mode = "yes" if yes else "auto-edit" if auto_edit else "ask"
     agent_main.run_agent(task, settings, where, mode, max_steps)

@@ -64,6 +64,7 @@ class Settings:
 
 
 _NAMES = [f.name for f in fields(Settings) if f.name != "sources"]
+SETTING_NAMES = frozenset(_NAMES)
 _TYPES = {f.name: f.type for f in fields(Settings)}
 
 

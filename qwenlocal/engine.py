@@ -1,6 +1,6 @@
 """The llama.cpp engine: load a GGUF, render its own chat template, stream events.
 
-This is the only module that touches llama-cpp-python, and it uses the C API directly: explicit
+With llamacpp.py, the only code that touches llama-cpp-python; it uses the C API directly: explicit
 context size, threads and GPU layers (never the library's defaults of 512 tokens on the CPU),
 one reusable batch, a native sampler chain, and a detokenizer that decodes every token whole
 (llama-cpp-python 0.3.36 drops any token longer than 32 bytes).
@@ -11,7 +11,6 @@ from __future__ import annotations
 import codecs
 import ctypes
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 from .catalog import Sampling
 from .errors import Exit, QwenlocalError
 from .events import Done, Event, Notice, Stats
+from .llamacpp import check_gguf, llama_lib, load_error, log_lines
 from .statecache import StateCache
 from .thinking import ThinkSplitter
 
@@ -27,9 +27,6 @@ BUDGET_CLOSE = (
     "\n\nConsidering the limited time by the user, I have to give the solution based on the "
     "thinking directly now.\n</think>\n\n"
 )
-GGUF_MAGIC = b"GGUF"
-_log_lines: deque[str] = deque(maxlen=50)
-_log_callback = None  # keeps the ctypes callback alive
 
 
 @dataclass(frozen=True)
@@ -50,72 +47,6 @@ class GenerateOptions:
     ignore_eos: bool = False  # benchmarks: generate exactly max_tokens, as llama-bench does
 
 
-def llama_lib():
-    """Import llama_cpp once, route its log into a buffer (shown with QWENLOCAL_DEBUG=1)."""
-    global _log_callback
-    import llama_cpp
-
-    if _log_callback is None:
-        from .config import debug
-
-        show = debug()
-
-        @llama_cpp.llama_log_callback
-        def callback(level, text, user_data):
-            line = text.decode("utf-8", "replace")
-            _log_lines.append(line)
-            if show:
-                import sys
-
-                sys.stderr.write(line)
-
-        _log_callback = callback
-        llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
-        llama_cpp.llama_backend_init()
-    return llama_cpp
-
-
-def gpu_offload_supported() -> bool:
-    return bool(llama_lib().llama_supports_gpu_offload())
-
-
-def check_gguf(path: Path) -> None:
-    """Refuse what llama.cpp cannot load, before it tries: missing files and non-GGUF files."""
-    if not path.exists():
-        raise QwenlocalError(
-            f"model file not found: {path}",
-            hint="check the path, or name a catalog model such as 2b (see `qwenlocal list`)",
-            code=Exit.MODEL_FILE,
-        )
-    if not path.is_file():
-        raise QwenlocalError(
-            f"not a file: {path}", hint="give the path of a .gguf file", code=Exit.MODEL_FILE
-        )
-    try:
-        with path.open("rb") as f:
-            magic = f.read(4)
-    except OSError as exc:
-        raise QwenlocalError(f"cannot read {path}: {exc.strerror}", code=Exit.MODEL_FILE) from None
-    if magic != GGUF_MAGIC:
-        raise QwenlocalError(
-            f"{path} is not a GGUF model file",
-            hint="qwenlocal runs GGUF files; get one with `qwenlocal pull`",
-            code=Exit.MODEL_FILE,
-        )
-
-
-def _load_error(path: Path) -> QwenlocalError:
-    errors = [line.strip() for line in _log_lines if "error" in line.lower() or "fail" in line.lower()]
-    detail = next((e for e in reversed(errors) if "corrupt" in e or "bounds" in e or "truncat" in e), None)
-    detail = detail or (errors[0] if errors else "llama.cpp could not load it")
-    return QwenlocalError(
-        f"cannot load {path}: {detail.split(': ', 1)[-1].removeprefix('error loading model: ')}",
-        hint="the file may be truncated or corrupt: download it again (`qwenlocal pull`), "
-        "or run with QWENLOCAL_DEBUG=1 for llama.cpp's log",
-        code=Exit.MODEL_FILE,
-    )
-
-
 class LlamaEngine:
     """One loaded model and its context. `stream()` is the one way to generate."""
 
@@ -125,17 +56,22 @@ class LlamaEngine:
         check_gguf(self.path)
         lib = self._lib = llama_lib()
         started = time.perf_counter()
-        _log_lines.clear()
+        log_lines.clear()
         mparams = lib.llama_model_default_params()
         mparams.n_gpu_layers = options.n_gpu_layers
+        # Read the weights into memory rather than mmap them: llama.cpp repacks most CPU weights
+        # into a faster layout, and with mmap the original pages stay resident too (~40% of the
+        # file held twice). The pick has already checked that the model fits in free RAM.
+        mparams.load_mode = lib.LLAMA_LOAD_MODE_NONE
         self._model = lib.llama_model_load_from_file(str(self.path).encode(), mparams)
         if not self._model:
-            raise _load_error(self.path)
+            raise load_error(self.path)
         self._vocab = lib.llama_model_get_vocab(self._model)
         cparams = lib.llama_context_default_params()
         cparams.n_ctx = options.n_ctx
         cparams.n_batch = cparams.n_ubatch = options.n_batch
         cparams.n_seq_max = 1
+        cparams.n_outputs_max = 1  # logits for the last token only: a smaller compute buffer
         cparams.n_threads = cparams.n_threads_batch = options.n_threads
         self._ctx = lib.llama_init_from_model(self._model, cparams)
         if not self._ctx:
@@ -262,11 +198,13 @@ class LlamaEngine:
         if s.temperature <= 0:
             add(lib.llama_sampler_init_greedy())
             return chain
+        # top-k first, then penalties: llama.h advises against penalties over the whole vocabulary
+        # (248K tokens here): measured, this order samples in 0.25 ms instead of 1.2 ms a token
+        if s.top_k > 0:
+            add(lib.llama_sampler_init_top_k(s.top_k))
         if s.repeat_penalty != 1.0 or s.presence_penalty:
             n_vocab = lib.llama_vocab_n_tokens(self._vocab)
             add(lib.llama_sampler_init_penalties(n_vocab, 64, s.repeat_penalty, 0.0, s.presence_penalty))
-        if s.top_k > 0:
-            add(lib.llama_sampler_init_top_k(s.top_k))
         if s.top_p < 1.0:
             add(lib.llama_sampler_init_top_p(s.top_p, 1))
         if s.min_p > 0:

@@ -11,9 +11,10 @@ from pathlib import Path
 from . import catalog as catalog_mod
 from .catalog import CatalogTarget, FileTarget, ModelSpec, QuantFile, Sampling
 from .config import Settings
-from .engine import GenerateOptions, LlamaEngine, LoadOptions, check_gguf, with_temperature
+from .engine import GenerateOptions, LlamaEngine, LoadOptions, with_temperature
 from .errors import Exit, QwenlocalError
 from .hardware import Choice, Hardware, Want, detect, pick
+from .llamacpp import check_gguf
 
 # Defaults for a GGUF that is not one of the four catalog sizes.
 _GENERIC_SAMPLING = Sampling(0.7, 0.8, 20, 0.0, 1.5, 1.0)

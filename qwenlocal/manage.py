@@ -227,7 +227,7 @@ def remove(name: str, settings: Settings, yes: bool) -> None:
 def _path_for(name: str) -> Path:
     target = catalog_mod.load().resolve(name)
     if isinstance(target, FileTarget):
-        from .engine import check_gguf
+        from .llamacpp import check_gguf
 
         check_gguf(target.path)
         return target.path

@@ -83,10 +83,11 @@ class Shape:
     ssm_v_heads: int = 2  # V heads (time_step_rank)
     context_length: int = 262144
     n_vocab: int | None = None  # pad the vocabulary to this size (the real one is 248,320)
+    tied: bool = False  # no output.weight: the LM head is token_embd (0.8B, 2B and 4B are tied)
 
 
-QWEN35_0_8B = Shape(24, 1024, 3584, 8, 2, 256, 64, (11, 11, 10, 0), 128, 16, 16, 262144, 248320)
-QWEN35_2B = Shape(24, 2048, 6144, 8, 2, 256, 64, (11, 11, 10, 0), 128, 16, 16, 262144, 248320)
+QWEN35_0_8B = Shape(24, 1024, 3584, 8, 2, 256, 64, (11, 11, 10, 0), 128, 16, 16, 262144, 248320, tied=True)
+QWEN35_2B = Shape(24, 2048, 6144, 8, 2, 256, 64, (11, 11, 10, 0), 128, 16, 16, 262144, 248320, tied=True)
 
 
 class Vocab:
@@ -188,8 +189,9 @@ def _tensors(
     t = {
         "token_embd.weight": mat(n_vocab, e),
         "output_norm.weight": np.ones(e, np.float32),
-        "output.weight": mat(n_vocab, e),
     }
+    if not shape.tied:
+        t["output.weight"] = mat(n_vocab, e)
     for i in range(shape.n_layer):
         p = f"blk.{i}."
         t[p + "attn_norm.weight"] = np.ones(e, np.float32)
@@ -227,7 +229,7 @@ def write_random(path: Path | str, shape: Shape = Shape(), seed: int = 0, f16: b
 
 def quantize(src: Path | str, dst: Path | str, ftype: str = "Q4_K_M", threads: int = 0) -> Path:
     """Quantize a GGUF with llama.cpp's own quantizer (K-quants need it; gguf-py has none)."""
-    from qwenlocal.engine import llama_lib  # llama.cpp with its log routed (quiet)
+    from qwenlocal.llamacpp import llama_lib  # llama.cpp with its log routed (quiet)
 
     llama_cpp = llama_lib()
     params = llama_cpp.llama_model_quantize_default_params()
