@@ -93,7 +93,7 @@ def run_ours(
     engine: LlamaEngine, options: GenerateOptions, messages: list[dict]
 ) -> tuple[float, float, float]:
     engine.cache.reset()  # a cold prompt, as llama-bench's
-    done = list(engine.stream(messages, options))[-1]
+    done = list(engine.stream(messages, options, checkpoint=False))[-1]  # as `qwenlocal run` does
     return done.stats.prompt_tps, done.stats.generate_tps, done.stats.ttft_s
 
 
@@ -309,7 +309,7 @@ def report(results: list[Result], info: dict, help_s: float, first_s: float, arg
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="0.8b,2b", help="comma-separated: 0.8b, 2b, tiny")
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--pp", type=int, default=512)
     parser.add_argument("--tg", type=int, default=128)

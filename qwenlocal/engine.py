@@ -226,15 +226,26 @@ class LlamaEngine:
         return tokens
 
     def stream(
-        self, messages: list[dict], options: GenerateOptions, tools: list[dict] | None = None
+        self,
+        messages: list[dict],
+        options: GenerateOptions,
+        tools: list[dict] | None = None,
+        checkpoint: bool = True,
     ) -> Iterator[Event]:
-        """Answer the conversation: ReasoningDelta / TextDelta / Notice events, then Done."""
+        """Answer the conversation: ReasoningDelta / TextDelta / Notice events, then Done.
+
+        `checkpoint=False` is for one-shot prompts: no later turn will reuse the state, so the
+        prompt is evaluated in one go, without stopping at the turn boundary to save it."""
         lib = self._lib
         tokens = self.prompt_tokens(messages, options.think, tools)
         started = time.perf_counter()
         # the turn boundary: where this prompt stops matching what later turns will render
-        base = self.tokenize(self.render(messages, options.think, tools, generation=False))
-        boundary = next((i for i, (a, b) in enumerate(zip(base, tokens, strict=False)) if a != b), len(base))
+        boundary = 0
+        if checkpoint:
+            base = self.tokenize(self.render(messages, options.think, tools, generation=False))
+            boundary = next(
+                (i for i, (a, b) in enumerate(zip(base, tokens, strict=False)) if a != b), len(base)
+            )
         reused = self.cache.reuse(tokens)
         try:
             if reused < boundary:

@@ -119,37 +119,17 @@ def _rows(hw) -> list[dict]:
                     "tokens_per_s": round(choice.tokens_per_s, 1),
                 }
             )
-    budget = hw.available_ram
-    for key, f in files.items():
-        if key not in listed:
-            rows.append(
-                {
-                    "name": f"{f.repo}/{f.file}",
-                    "repo": f.repo,
-                    "file": f.file,
-                    "bytes": f.size,
-                    "status": "downloaded",
-                    "have_bytes": f.size,
-                    "path": str(f.path),
-                    "fits": f.size * 1.2 < budget,
-                    "tokens_per_s": None,
-                }
-            )
-    for key, p in parts.items():
-        if key not in listed:
-            rows.append(
-                {
-                    "name": f"{p.repo}/{p.file}",
-                    "repo": p.repo,
-                    "file": p.file,
-                    "bytes": p.size,
-                    "status": "partial",
-                    "have_bytes": p.have,
-                    "path": str(p.path),
-                    "fits": p.size * 1.2 < budget,
-                    "tokens_per_s": None,
-                }
-            )
+    # files that are not catalog entries: other GGUFs in the cache, complete or partial
+    others = [
+        (f.repo, f.file, f.size, f.size, f.path, "downloaded") for k, f in files.items() if k not in listed
+    ]
+    others += [
+        (p.repo, p.file, p.size, p.have, p.path, "partial") for k, p in parts.items() if k not in listed
+    ]
+    for repo, file, size, have, path, status in others:
+        rows.append({"name": f"{repo}/{file}", "repo": repo, "file": file, "bytes": size, "status": status,
+                     "have_bytes": have, "path": str(path), "fits": size * 1.2 < hw.available_ram,
+                     "tokens_per_s": None})  # fmt: skip
     return rows
 
 

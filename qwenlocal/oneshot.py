@@ -47,7 +47,8 @@ def run(settings: Settings, prompt: str | None) -> None:
         model=loaded.label,
     )
     try:
-        for event in loaded.engine.stream(messages_for(settings, text), loaded.generate_options(settings)):
+        messages, options = messages_for(settings, text), loaded.generate_options(settings)
+        for event in loaded.engine.stream(messages, options, checkpoint=False):
             renderer.handle(event)
     except KeyboardInterrupt:
         renderer.interrupted()

@@ -267,3 +267,17 @@ def test_declining_the_download_changes_nothing(hub, isolated_home):
     child.close()
     assert child.exitstatus == Exit.NOT_DOWNLOADED and hub.bytes_served == 0
     assert not hub_dir(isolated_home).exists() or not list(hub_dir(isolated_home).glob("blobs/*"))
+
+
+def test_list_shows_other_ggufs_in_the_cache(cli, isolated_home, model_bytes):
+    """Files other tools downloaded into the shared cache are listed too."""
+    repo = isolated_home / "hf" / "hub" / "models--someone--other-GGUF"
+    blob = repo / "blobs" / ("0" * 64)
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(model_bytes)
+    pointer = repo / "snapshots" / COMMIT / "other-Q4_K_M.gguf"
+    pointer.parent.mkdir(parents=True)
+    pointer.symlink_to(blob)
+    rows = {r["name"]: r for r in json.loads(cli("list", "--json").stdout)}
+    row = rows["someone/other-GGUF/other-Q4_K_M.gguf"]
+    assert row["status"] == "downloaded" and row["bytes"] == len(model_bytes) and row["fits"] is True
