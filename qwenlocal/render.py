@@ -84,7 +84,7 @@ class MarkdownStream:
             highlight=False,
         )
         self.printed = 0
-        self.last = 0.0
+        self.next_at = 0.0
         self.live = Live(console=console, auto_refresh=False, transient=False, redirect_stderr=False)
         self.live.start()
 
@@ -99,10 +99,12 @@ class MarkdownStream:
         from rich.text import Text
 
         now = time.monotonic()
-        if not final and now - self.last < self.MIN_INTERVAL:
+        if not final and now < self.next_at:
             return
-        self.last = now
         lines = self._lines(text)
+        # Re-rendering grows with the answer and shares the CPU with generation: keep it under
+        # about a tenth of the time (a render that took 20 ms waits 200 ms for the next one).
+        self.next_at = now + max(self.MIN_INTERVAL, 10 * (time.monotonic() - now))
         stable = len(lines) if final else max(len(lines) - self.LIVE_LINES, 0)
         if stable > self.printed:
             self.live.console.print(Text.from_ansi("".join(lines[self.printed : stable])), end="")
