@@ -77,18 +77,10 @@ class CatalogTarget:
     spec: ModelSpec
     quant: str | None = None
 
-    @property
-    def label(self) -> str:
-        return f"{self.spec.name}:{self.quant.lower()}" if self.quant else self.spec.name
-
 
 @dataclass(frozen=True)
 class FileTarget:
     path: Path
-
-    @property
-    def label(self) -> str:
-        return str(self.path)
 
 
 Target = CatalogTarget | FileTarget
@@ -97,10 +89,6 @@ Target = CatalogTarget | FileTarget
 @dataclass(frozen=True)
 class Catalog:
     models: dict[str, ModelSpec]
-
-    def names(self) -> list[str]:
-        """Every name a user may type, short aliases first."""
-        return [a for spec in self.models.values() for a in spec.aliases[:1]] + list(self.models)
 
     def by_alias(self) -> dict[str, ModelSpec]:
         table = {}

@@ -17,7 +17,7 @@ from .conversation import Conversation
 from .errors import Exit, QwenlocalError
 from .events import Done
 from .loader import Loaded, open_model
-from .render import Renderer, footer, footer_text, loading, warn
+from .render import Renderer, footer, loading, stats_line, warn
 
 HELP = """\
 /help                 this list
@@ -154,7 +154,7 @@ class ChatSession:
                     "will be moved out next (/clear starts afresh)"
                 )
         elif settings.verbose:
-            warn(footer_text(done.stats))
+            warn(stats_line(done.stats))
 
     # -- slash commands ------------------------------------------------------------------------
 

@@ -34,10 +34,6 @@ def data_dir() -> Path:
     return Path(_dirs().user_data_dir)
 
 
-def cache_dir() -> Path:
-    return Path(_dirs().user_cache_dir)
-
-
 @dataclass(frozen=True)
 class Settings:
     """Every option that `run`, `chat` and `agent` share; the same name in each layer."""

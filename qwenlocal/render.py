@@ -193,40 +193,26 @@ class Renderer:
 
     def finish(self, done: Done) -> None:
         self._end_reasoning()
+        self._close(done.finish, done.stats.as_dict())
+        if self.verbose:
+            warn(stats_line(done.stats))
+
+    def interrupted(self) -> None:
+        """Ctrl-C: keep what was written, close the live area, end the line."""
+        self._close("interrupted", None)
+        self._end_reasoning()
+
+    def _close(self, finish: str, stats: dict | None) -> None:
+        """End the answer on stdout: the one JSON object, the final Markdown render, or a newline."""
         if self.json_mode:
-            payload = {
-                "answer": done.answer,
-                "reasoning": done.reasoning,
-                "model": self.model,
-                "finish": done.finish,
-                "stats": done.stats.as_dict(),
-            }
+            payload = {"answer": self._answer, "reasoning": self._reasoning, "model": self.model,
+                       "finish": finish, "stats": stats}  # fmt: skip
             sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
         elif self._stream is not None:
             self._stream.update(self._answer, final=True)
         elif self._answer and not self._answer.endswith("\n"):
             sys.stdout.write("\n")
         sys.stdout.flush()
-        if self.verbose:
-            warn(stats_line(done.stats))
-
-    def interrupted(self) -> None:
-        """Ctrl-C: keep what was written, close the live area, end the line."""
-        if self.json_mode:
-            payload = {
-                "answer": self._answer,
-                "reasoning": self._reasoning,
-                "model": self.model,
-                "finish": "interrupted",
-                "stats": None,
-            }
-            sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
-        elif self._stream is not None:
-            self._stream.update(self._answer, final=True)
-        elif self._answer and not self._answer.endswith("\n") and not self.json_mode:
-            sys.stdout.write("\n")
-        sys.stdout.flush()
-        self._end_reasoning()
 
 
 class ReasoningFold:
