@@ -2,8 +2,9 @@
 
 The sdist of the installed llama-cpp-python version is fetched from PyPI (pip's cache makes this
 free after the first time), its `vendor/llama.cpp` is configured the way llama-cpp-python builds
-it (Release, GGML_NATIVE, OpenMP: the defaults) and only the `llama-bench` target is built. The
-result is cached under `.bench-cache/`, keyed by version.
+it (llama.cpp's defaults: Release, GGML_NATIVE, OpenMP, shared libraries), so both run the same
+compiled code; only the `llama-bench` target is built. The result is cached under `.bench-cache/`,
+keyed by version.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def sources(version: str) -> Path:
 
 def build(jobs: int = 2) -> Path:
     version = metadata.version("llama-cpp-python")
-    binary = CACHE / f"llama-bench-{version}" / "bin" / "llama-bench"
+    binary = CACHE / f"llama.cpp-{version}-build" / "bin" / "llama-bench"
     if binary.exists():
         return binary
     src = sources(version)
@@ -51,7 +52,7 @@ def build(jobs: int = 2) -> Path:
     subprocess.run(
         ["cmake", "-S", str(src), "-B", str(out), "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON",
          "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
-         "-DLLAMA_BUILD_SERVER=OFF", "-DBUILD_SHARED_LIBS=OFF"],
+         "-DLLAMA_BUILD_SERVER=OFF"],
         check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     subprocess.run(
