@@ -1,12 +1,13 @@
 """qwenlocal's speed next to llama.cpp's own llama-bench, measured side by side in one run.
 
-    python -m bench                    # 0.8B and 2B shapes, 10 interleaved rounds
+    python -m bench                    # 0.8B and 2B shapes, 8 interleaved rounds
     python -m bench --models tiny      # a smoke run on a tiny model (what CI does)
 
 Models: random weights with Qwen3.5's exact tensor shapes and vocabulary, quantized to Q4_K_M
 (compute per token does not depend on the values, so the speed is the real models' speed).
 llama-bench is built from the llama.cpp sources the installed llama-cpp-python vendors. Results
-are ratios from the same run, written to BENCHMARKS.md with a chart (bench/multiturn.png).
+are ratios from the same run, written to BENCHMARKS.md with a chart (bench/multiturn.png) and
+every sample (bench/results.json).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from .llama_bench import CACHE
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {"0.8b": ggufs.QWEN35_0_8B, "2b": ggufs.QWEN35_2B, "tiny": ggufs.Shape()}
 SPEC = {"0.8b": "qwen3.5-0.8b", "2b": "qwen3.5-2b", "tiny": "qwen3.5-0.8b"}
+SAMPLES = 2  # timed runs per side in each round (llama-bench: -r 2, after its warm-up)
 TARGETS = {"decode": 0.97, "prefill": 0.95, "turn8": 1.5, "help_s": 0.3, "rss_extra_mb": 300}
 
 
@@ -87,16 +89,18 @@ class Result:
         return statistics.median(o / r for o, r in zip(ours, ref, strict=True))
 
 
-def run_llama_bench(binary: Path, model: Path, threads: int, prompt: int, gen: int, depth: int = 0) -> float:
-    """tok/s of one llama-bench test: `prompt` tokens of prefill, or `gen` tokens of decode after
-    `depth` tokens already in the context (not timed)."""
+def run_llama_bench(
+    binary: Path, model: Path, threads: int, prompt: int, gen: int, depth: int = 0
+) -> list[float]:
+    """tok/s of each of SAMPLES repetitions of one llama-bench test: `prompt` tokens of prefill, or
+    `gen` tokens of decode after `depth` tokens already in the context (not timed)."""
     out = subprocess.run(
         [str(binary), "-m", str(model), "-p", str(prompt), "-n", str(gen), "-d", str(depth), "-t", str(threads),
-         "-r", "1", "-o", "json"],
+         "-r", str(SAMPLES), "-o", "json"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     (row,) = json.loads(out.stdout)
-    return row["avg_ts"]
+    return row["samples_ts"]
 
 
 def run_ours(
@@ -183,6 +187,10 @@ def machine() -> dict:
     }
 
 
+def _fmt(values: list[float]) -> str:
+    return "/".join(f"{v:.1f}" for v in values)
+
+
 def bench_model(name: str, binary: Path, args) -> Result:
     path = model_file(name)
     result = Result(name, path.stat().st_size)
@@ -194,20 +202,32 @@ def bench_model(name: str, binary: Path, args) -> Result:
         options = GenerateOptions(sampling, max_tokens=args.tg, ignore_eos=True, seed=1)
         # llama-bench warms up before each test (the whole prompt, one decode step): so does ours
         warm_up = replace(options, max_tokens=2)
-        prefill = lambda: result.ref_pp.append(run_llama_bench(binary, path, threads, args.pp, 0))  # noqa: E731
+        prefill = lambda: result.ref_pp.extend(run_llama_bench(binary, path, threads, args.pp, 0))  # noqa: E731
         # llama-bench decodes after `pp` tokens of context, as qwenlocal does after its prompt
-        decode = lambda: result.ref_tg.append(run_llama_bench(binary, path, threads, 0, args.tg, args.pp))  # noqa: E731
-        for rep in range(args.reps):
-            # interleaved, each of ours between llama-bench's two, whose order alternates: drift on a
-            # shared machine hits both sides alike, and each round gives a pair of neighbouring runs
-            log(f"{name}: repetition {rep + 1}/{args.reps}")
-            (prefill if rep % 2 == 0 else decode)()
+        decode = lambda: result.ref_tg.extend(run_llama_bench(binary, path, threads, 0, args.tg, args.pp))  # noqa: E731
+        for rnd in range(args.reps):
+            # interleaved, ours between llama-bench's two tests, whose order alternates: drift on a
+            # shared machine hits both sides alike, and each round gives neighbouring runs to pair
+            (prefill if rnd % 2 == 0 else decode)()
             run_ours(engine, warm_up, messages)
-            pp, tg, ttft = run_ours(engine, options, messages)
-            (decode if rep % 2 == 0 else prefill)()
-            result.ours_pp.append(pp)
-            result.ours_tg.append(tg)
-            result.ttft.append(ttft)
+            for _ in range(SAMPLES):
+                pp, tg, ttft = run_ours(engine, options, messages)
+                result.ours_pp.append(pp)
+                result.ours_tg.append(tg)
+                result.ttft.append(ttft)
+            (decode if rnd % 2 == 0 else prefill)()
+            new = slice(-SAMPLES, None)
+            log(
+                f"{name}: round {rnd + 1}/{args.reps}: prefill {_fmt(result.ours_pp[new])} vs "
+                f"{_fmt(result.ref_pp[new])}, decode {_fmt(result.ours_tg[new])} vs {_fmt(result.ref_tg[new])} tok/s"
+            )
+    with LlamaEngine(path, LoadOptions(n_ctx=32768, n_threads=threads)) as engine:  # a chat's context
+        log(f"{name}: multi-turn time to first token, {args.turns} turns, best of {SAMPLES} conversations")
+        runs = [multi_turn(engine, args.turns, args.turn_tokens, reuse=True) for _ in range(SAMPLES)]
+        result.turns = [min(turn) for turn in zip(*runs, strict=True)]
+        if args.no_reuse_baseline and name == args.models[0]:
+            log(f"{name}: the same without state reuse (what llama-cpp-python's chat does), once")
+            result.turns_no_reuse = multi_turn(engine, args.turns, args.turn_tokens, reuse=False)
     with LlamaEngine(path, LoadOptions(n_ctx=32768, n_threads=threads)) as engine:  # a chat's context
         log(f"{name}: multi-turn time to first token, {args.turns} turns")
         result.turns = multi_turn(engine, args.turns, args.turn_tokens, reuse=True)
@@ -265,7 +285,8 @@ def report(results: list[Result], info: dict, help_s: float, first_s: float, arg
         "",
         "qwenlocal's engine and llama.cpp's own `llama-bench`, built from the llama.cpp sources that the",
         f"installed llama-cpp-python {info['llama-cpp-python']} vendors and configured as llama-cpp-python",
-        f"builds them, ran interleaved: {args.reps} rounds, {args.threads} threads, the same context size. Prefill",
+        f"builds them, ran interleaved: {args.reps} rounds of {SAMPLES} timed runs each, after a warm-up, "
+        f"{args.threads} threads, the same context size. Prefill",
         f"is a {args.pp}-token prompt from an empty context; decode is {args.tg} tokens after it (llama-bench",
         f"`-d {args.pp}`), with the model cards' sampling for qwenlocal (llama-bench does not sample). Models:",
         "random weights with Qwen3.5's exact tensor shapes and 248,320-token vocabulary, quantized to Q4_K_M;",
@@ -275,7 +296,8 @@ def report(results: list[Result], info: dict, help_s: float, first_s: float, arg
         "ratios, not the absolute speeds. tok/s is each side's fastest round (other tenants only ever slow",
         "a run down, so the fastest round is the best estimate of a program's own speed, as timeit",
         "reasons); the ratio of these is checked against the target. As a cross-check, *paired* is the",
-        "median over rounds of qwenlocal's speed over llama-bench's neighbouring run.",
+        "median of qwenlocal's speed over llama-bench's in the same round. Every sample is in",
+        "`bench/results.json`.",
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items() if k != "date"),
         "",
@@ -296,7 +318,7 @@ def report(results: list[Result], info: dict, help_s: float, first_s: float, arg
     lines += [
         "",
         f"Multi-turn time to first token ({args.turns} turns, each adding a ~{args.turn_tokens}-token "
-        "message and a 32-token answer):",
+        f"message and a 32-token answer; each turn's best of {SAMPLES} conversations, the baseline once):",
         "",
         "| model | "
         + " | ".join(f"turn {i + 1}" for i in range(args.turns))
@@ -334,7 +356,7 @@ def report(results: list[Result], info: dict, help_s: float, first_s: float, arg
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="0.8b,2b", help="comma-separated: 0.8b, 2b, tiny")
-    parser.add_argument("--reps", type=int, default=10, help="interleaved rounds")
+    parser.add_argument("--reps", type=int, default=8, help="interleaved rounds")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--pp", type=int, default=512)
     parser.add_argument("--tg", type=int, default=128)
@@ -355,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     (args.out.parent / "bench").mkdir(exist_ok=True)
     chart(results, args.out.parent / "bench" / "multiturn.png")
+    samples = {"machine": info, "command": args.command, "models": [asdict(r) for r in results]}
+    (args.out.parent / "bench" / "results.json").write_text(json.dumps(samples, indent=1) + "\n")
     text = report(results, info, help_s, first_s, args)
     args.out.write_text(text)
     print(text)

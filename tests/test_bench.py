@@ -3,6 +3,7 @@ llama.cpp, runs both side by side and writes the report and chart. No timing is 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -37,3 +38,8 @@ def test_the_harness_runs_end_to_end(tmp_path):
         assert words in report
     png = tmp_path / "bench" / "multiturn.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (model,) = json.loads((tmp_path / "bench" / "results.json").read_text())["models"]
+    # every timed run is kept: one round of two samples per side, a turn time per turn
+    for key in ("ours_pp", "ref_pp", "ours_tg", "ref_tg"):
+        assert len(model[key]) == 2 and all(v > 0 for v in model[key])
+    assert len(model["turns"]) == 3 and len(model["turns_no_reuse"]) == 3
