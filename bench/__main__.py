@@ -228,12 +228,6 @@ def bench_model(name: str, binary: Path, args) -> Result:
         if args.no_reuse_baseline and name == args.models[0]:
             log(f"{name}: the same without state reuse (what llama-cpp-python's chat does), once")
             result.turns_no_reuse = multi_turn(engine, args.turns, args.turn_tokens, reuse=False)
-    with LlamaEngine(path, LoadOptions(n_ctx=32768, n_threads=threads)) as engine:  # a chat's context
-        log(f"{name}: multi-turn time to first token, {args.turns} turns")
-        result.turns = multi_turn(engine, args.turns, args.turn_tokens, reuse=True)
-        if args.no_reuse_baseline and name == args.models[0]:
-            log(f"{name}: the same without state reuse (what llama-cpp-python's chat does)")
-            result.turns_no_reuse = multi_turn(engine, args.turns, args.turn_tokens, reuse=False)
     spec = load().models[SPEC[name]]
     n_ctx = 4096
     result.peak_rss = peak_rss(path, n_ctx)
