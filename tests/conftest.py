@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,10 @@ from pathlib import Path
 import pytest
 
 from qwenlocal.testing import ggufs
+
+# A shell starts background jobs with SIGINT ignored, and children inherit that: then the Ctrl-C
+# tests would see no Ctrl-C at all. A Python handler here is reset to the default in every child.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ANSWER = (
     "Hello **world**!\n\n"
