@@ -4,25 +4,31 @@
     edit_file(path, old_text, new_text)       list_files(pattern?)
     search_files(pattern, path?)              run_shell(command, timeout?)
 
-Every path is resolved inside the workspace: `..`, absolute paths elsewhere, symlinks that lead
-out and device files are refused with an observation the model can read. Output is capped.
+Every path is resolved inside the workspace (confine.py): `..`, absolute paths elsewhere, symlinks
+that lead out or loop and device files are refused with an observation the model can read. Each
+tool is bounded: bytes read, entries listed, seconds searched, characters returned.
 """
 
 from __future__ import annotations
 
 import difflib
+import io
 import re
-import stat
 from dataclasses import dataclass
 from fnmatch import fnmatch
+from itertools import islice
 from pathlib import Path
 
+from . import confine
+from .confine import SKIP_DIRS, ToolError  # noqa: F401  (undo.py imports SKIP_DIRS from here)
 from .sandbox import Shell
+from .search import search
 
 MAX_READ_LINES = 400
 MAX_OUTPUT = 12_000  # characters of any observation
 MAX_LIST = 300
-SKIP_DIRS = {".git", "node_modules", ".venv", "venv", "__pycache__", ".mypy_cache", ".pytest_cache"}
+READ_BYTES = 8 * 1024 * 1024  # read_file looks at most this far into a file
+EDIT_BYTES = 8 * 1024 * 1024  # larger files are edited with run_shell, not by diff and approval
 
 SCHEMAS = [
     {
@@ -117,10 +123,6 @@ def _matches(rel: str, pattern: str) -> bool:
     return fnmatch(rel, pattern) or (pattern.startswith("**/") and _matches(rel, pattern[3:]))
 
 
-class ToolError(Exception):
-    """A refusal or failure, reported to the model as the observation."""
-
-
 def cap(text: str, limit: int = MAX_OUTPUT) -> str:
     if len(text) <= limit:
         return text
@@ -128,25 +130,36 @@ def cap(text: str, limit: int = MAX_OUTPUT) -> str:
     return f"{text[:half]}\n[... {len(text) - limit} characters cut ...]\n{text[-half:]}"
 
 
+def _crlf(data: bytes) -> bytes:
+    return re.sub(rb"(?<!\r)\n", b"\r\n", data)
+
+
+def _is_crlf(data: bytes | None) -> bool:
+    return bool(data) and b"\r\n" in data and data.count(b"\n") == data.count(b"\r\n")
+
+
 @dataclass(frozen=True)
 class Change:
-    """What an edit would do: the file, its text before (None: new file) and after."""
+    """What an edit would do: the file, its bytes before (None: new file) and after, and a note
+    the user and the model must see (a hard link that keeps the old content)."""
 
     path: Path
-    before: str | None
-    after: str
+    before: bytes | None
+    after: bytes
+    note: str = ""
 
     def diff(self, root: Path) -> str:
         name = self.path.relative_to(root).as_posix()
         lines = difflib.unified_diff(
-            (self.before or "").splitlines(keepends=True),
-            self.after.splitlines(keepends=True),
+            (self.before or b"").decode("utf-8", "replace").splitlines(keepends=True),
+            self.after.decode("utf-8", "replace").splitlines(keepends=True),
             fromfile="/dev/null" if self.before is None else f"a/{name}",
             tofile=f"b/{name}",
         )
-        return "".join(
+        text = "".join(
             line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
         )
+        return f"[{self.note}]\n{text}" if self.note else text
 
 
 class Workspace:
@@ -154,120 +167,133 @@ class Workspace:
         self.root = Path(root).resolve()
         self.shell = shell
 
-    # -- confinement ----------------------------------------------------------------------
-
     def resolve(self, given: str) -> Path:
         """A path inside the workspace, or ToolError saying why not."""
-        if not isinstance(given, str) or not given.strip() or "\x00" in given:
-            raise ToolError("a path is required")
-        raw = Path(given.strip())
-        if ".." in raw.parts:
-            raise ToolError(f"refused: '{given}' uses '..'; paths must stay inside the workspace")
-        full = raw if raw.is_absolute() else self.root / raw
-        real = full.resolve()
-        if real != self.root and self.root not in real.parents:
-            why = (
-                "leads outside the workspace through a symlink"
-                if not raw.is_absolute()
-                else "is outside the workspace"
-            )
-            raise ToolError(f"refused: '{given}' {why}; only files under the workspace can be used")
-        if real.exists() and not (real.is_file() or real.is_dir()):
-            raise ToolError(f"refused: '{given}' is a device, socket or pipe, not a regular file")
-        return real
-
-    def _text(self, path: Path) -> str:
-        if not path.is_file():
-            raise ToolError(f"no such file: {self.rel(path)}")
-        data = path.read_bytes()
-        if b"\x00" in data[:8192]:
-            raise ToolError(f"{self.rel(path)} is a binary file")
-        return data.decode("utf-8", "replace")
+        return confine.resolve(self.root, given)
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix() or "."
+
+    def _bytes(self, path: Path, limit: int) -> tuple[bytes, int]:
+        """The start of a text file (at most `limit` bytes) and its size; binary files refused."""
+        if path.is_dir():
+            raise ToolError(f"{self.rel(path)} is a directory")
+        if not path.exists():
+            raise ToolError(f"no such file: {self.rel(path)}")
+        data, size = confine.read(self.root, self.rel(path), limit)
+        if b"\x00" in data[:8192]:
+            raise ToolError(f"{self.rel(path)} is a binary file")
+        return data, size
 
     # -- planning changes (shown for approval before they happen) -------------------------
 
     def change(self, name: str, args: dict) -> Change:
         path = self.resolve(args.get("path", ""))
+        if path.is_dir():
+            raise ToolError(f"{self.rel(path)} is a directory")
+        before = self._before(path) if path.exists() else None
         if name == "write_file":
             content = args.get("content")
             if not isinstance(content, str):
                 raise ToolError("write_file needs content (text)")
-            if path.is_dir():
-                raise ToolError(f"{self.rel(path)} is a directory")
-            before = self._text(path) if path.exists() else None
-            return Change(path, before, content)
-        old, new = args.get("old_text"), args.get("new_text")
+            after = content.encode()
+            if _is_crlf(before) and b"\r\n" not in after:
+                after = _crlf(after)  # the file keeps its line endings
+        else:
+            if before is None:
+                raise ToolError(f"no such file: {self.rel(path)}")
+            after = self._edit(path, before, args.get("old_text"), args.get("new_text"))
+        return Change(path, before, after, self._links_note(path))
+
+    def _before(self, path: Path) -> bytes:
+        data, size = self._bytes(path, EDIT_BYTES)
+        if size > EDIT_BYTES:
+            raise ToolError(
+                f"{self.rel(path)} is too large to edit here ({size:,} bytes); use run_shell (sed, patch)"
+            )
+        return data
+
+    def _edit(self, path: Path, before: bytes, old, new) -> bytes:
+        """The edit made on bytes, so every byte it does not replace stays as it was."""
         if not isinstance(old, str) or not old or not isinstance(new, str):
             raise ToolError("edit_file needs old_text (non-empty) and new_text")
-        before = self._text(path)
-        count = before.count(old)
+        old_b, new_b = old.encode(), new.encode()
+        count = before.count(old_b)
+        if count == 0 and "\n" in old and b"\r\n" in before:  # read_file shows lines without \r
+            old_b, new_b = _crlf(old_b), _crlf(new_b)
+            count = before.count(old_b)
         if count != 1:
             where = "does not occur" if count == 0 else f"occurs {count} times"
-            raise ToolError(
-                f"old_text {where} in {self.rel(path)}; it must match exactly once (read the file first)"
-            )
-        return Change(path, before, before.replace(old, new, 1))
+            why = f"old_text {where} in {self.rel(path)}; it must match exactly once (read the file first)"
+            try:
+                before.decode("utf-8")
+            except UnicodeDecodeError:
+                why += "; the file is not valid UTF-8 (bad bytes are shown as \ufffd and cannot match)"
+            raise ToolError(why)
+        return before.replace(old_b, new_b, 1)
+
+    def _links_note(self, path: Path) -> str:
+        links = path.stat().st_nlink if path.is_file() else 1
+        if links < 2:
+            return ""
+        return (
+            f"{self.rel(path)} has {links - 1} other hard link(s), perhaps outside the workspace: "
+            "the file is replaced by a new one, so they keep the old content"
+        )
 
     def apply(self, change: Change) -> str:
-        change.path.parent.mkdir(parents=True, exist_ok=True)
-        change.path.write_text(change.after, encoding="utf-8")
+        confine.write(self.root, self.rel(change.path), change.after)
         verb = "created" if change.before is None else "updated"
-        return (
-            f"{verb} {self.rel(change.path)} ({len(change.after)} characters)\n{cap(change.diff(self.root))}"
-        )
+        note = f"[{change.note}]\n" if change.note else ""
+        diff = cap(change.diff(self.root).removeprefix(note))
+        return f"{verb} {self.rel(change.path)} ({len(change.after)} bytes)\n{note}{diff}"
 
     # -- read-only tools ------------------------------------------------------------------
 
     def read_file(self, path: str, start_line: int | None = None, end_line: int | None = None) -> str:
-        lines = self._text(self.resolve(path)).splitlines()
+        data, size = self._bytes(self.resolve(path), READ_BYTES)
+        if size > len(data):  # the last line may be cut: drop it
+            data = data[: data.rfind(b"\n") + 1]
+        total = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
         start = max(int(start_line or 1), 1)
-        end = min(int(end_line or len(lines)), len(lines), start + MAX_READ_LINES - 1)
-        body = "\n".join(f"{n:>5}  {lines[n - 1]}" for n in range(start, end + 1))
-        more = f"\n[lines {end + 1}-{len(lines)} not shown: ask with start_line]" if end < len(lines) else ""
-        return cap(f"{path} ({len(lines)} lines)\n{body}{more}")
-
-    def _walk(self, base: Path):
-        for item in sorted(base.rglob("*")):
-            rel = item.relative_to(self.root)
-            if any(part in SKIP_DIRS for part in rel.parts):
-                continue
-            if item.is_symlink() and self.root not in item.resolve().parents:
-                continue  # never follow a link out of the workspace
-            mode = item.lstat().st_mode
-            if stat.S_ISREG(mode) or (item.is_symlink() and item.is_file()):
-                yield item
+        end = min(int(end_line or total), total, start + MAX_READ_LINES - 1)
+        lines = islice(io.BytesIO(data), start - 1, max(end, start - 1))  # no list of every line
+        shown = (line.rstrip(b"\r\n").decode("utf-8", "replace") for line in lines)
+        body = "\n".join(f"{n:>5}  {line}" for n, line in enumerate(shown, start))
+        more = f"\n[lines {end + 1}-{total} not shown: ask with start_line]" if end < total else ""
+        if size > len(data):
+            more += (
+                f"\n[the file is {size:,} bytes; read_file reads its first {total:,} lines only: "
+                "use run_shell (sed -n, tail, grep) for the rest]"
+            )
+        return cap(f"{path} ({total} lines)\n{body}{more}")
 
     def list_files(self, pattern: str | None = None) -> str:
         pattern = pattern or "**/*"
         if ".." in Path(pattern).parts or Path(pattern).is_absolute():
             raise ToolError("refused: the pattern must be relative to the workspace, without '..'")
-        files = [self.rel(p) for p in self._walk(self.root) if _matches(self.rel(p), pattern)]
+        entries, cut = confine.walk(self.root)
+        files = [rel for rel, kind in entries if self._listed(rel, kind) and _matches(rel, pattern)]
         shown = files[:MAX_LIST]
         more = f"\n[{len(files) - MAX_LIST} more not shown]" if len(files) > MAX_LIST else ""
-        return ("\n".join(shown) + more) if files else f"no files match {pattern}"
+        if cut:
+            more += (
+                f"\n[stopped after {confine.WALK_LIMIT:,} entries: give a narrower pattern or use run_shell]"
+            )
+        return ("\n".join(shown) + more) if files else f"no files match {pattern}{more}"
+
+    def _listed(self, rel: str, kind: str) -> bool:
+        """Files, and links to files inside the workspace (never a link out, a loop or a device)."""
+        if kind == "link":
+            try:
+                real = (self.root / rel).resolve()
+            except (RuntimeError, OSError):
+                return False
+            return self.root in real.parents and real.is_file()
+        return kind == "file"
 
     def search_files(self, pattern: str, path: str | None = None) -> str:
-        try:
-            regex = re.compile(pattern)
-        except re.error as exc:
-            raise ToolError(f"invalid regular expression: {exc}") from None
-        base = self.resolve(path) if path else self.root
-        targets = [base] if base.is_file() else list(self._walk(base))
-        hits = []
-        for file in targets:
-            try:
-                text = self._text(file)
-            except ToolError:
-                continue
-            for n, line in enumerate(text.splitlines(), 1):
-                if regex.search(line):
-                    hits.append(f"{self.rel(file)}:{n}: {line.strip()[:200]}")
-                    if len(hits) >= 100:
-                        return "\n".join(hits) + "\n[stopped at 100 matches]"
-        return "\n".join(hits) if hits else f"no matches for {pattern}"
+        return search(self.root, self.resolve(path) if path else self.root, pattern)
 
     def run_shell(self, command: str, timeout: int | None = None) -> str:
         if not isinstance(command, str) or not command.strip():
