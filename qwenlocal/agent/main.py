@@ -86,6 +86,9 @@ def run_agent(task: str, settings: Settings, workspace: Path, mode: str, max_ste
 
 
 def undo(workspace: Path) -> None:
-    changed = undo_last(workspace)
-    for line in changed or ["the last step's files were already as before"]:
+    warnings: list[str] = []
+    changed = undo_last(workspace, warn=warnings.append)
+    for line in changed or ([] if warnings else ["the last step's files were already as before"]):
         warn(line)
+    for line in warnings:
+        warn(f"warning: {line}")

@@ -20,7 +20,7 @@ from itertools import islice
 from pathlib import Path
 
 from . import confine
-from .confine import SKIP_DIRS, ToolError  # noqa: F401  (undo.py imports SKIP_DIRS from here)
+from .confine import ToolError
 from .sandbox import Shell
 from .search import search
 
