@@ -41,6 +41,7 @@ def test_symlinks_that_lead_out_are_refused(ws, tmp_path):
         ws.change("write_file", {"path": "linkdir/new.txt", "content": "x"})
     assert not (tmp_path / "new.txt").exists()
     assert "link" not in ws.list_files()  # listing does not follow links out
+    assert ws.search_files("secret") == "no matches for secret"  # nor does searching
 
 
 def test_device_files_are_refused(ws):

@@ -147,3 +147,13 @@ def test_a_full_disk_at_the_start_of_a_run_leaves_no_broken_record(ws):
     assert undo_last(ws) == ["restored d/f.txt"]
     with pytest.raises(QwenlocalError, match="nothing to undo"):
         undo_last(ws)
+
+
+def test_a_record_written_before_links_were_tracked_leaves_links_alone(ws, outside):
+    step = Run(ws).dir / "steps" / "0001"
+    step.mkdir(parents=True)
+    (step / "manifest.json").write_text(json.dumps({"files": {}, "created_scope": ["d/f.txt"]}))
+    (ws / "out").symlink_to(outside)  # its scope did not list links: this one may be older
+    (ws / "new.txt").write_text("made by the step\n")
+    assert undo_last(ws) == ["removed new.txt"]
+    assert (ws / "out").is_symlink()

@@ -82,7 +82,9 @@ class Run:
 
     def _manifest(self, step: int) -> dict:
         path = self._step_dir(step) / "manifest.json"
-        return json.loads(path.read_text()) if path.exists() else {"files": {}, "created_scope": None}
+        if path.exists():
+            return json.loads(path.read_text())
+        return {"version": 2, "files": {}, "created_scope": None}  # 2: links are in created_scope
 
     def _save_manifest(self, step: int, manifest: dict) -> None:
         folder = self._step_dir(step)
@@ -204,8 +206,9 @@ def _restore(workspace: Path, step_dir: Path, manifest: dict, warn: Callable[[st
     scope = manifest.get("created_scope")
     if scope is not None:  # first what the step created: a link it made may stand where a folder was
         known = set(scope) | set(manifest["files"])
+        removable = ("file", "link") if manifest.get("version", 1) >= 2 else ("file",)
         for rel, kind in confine.walk(workspace, limit=TREE_ENTRY_LIMIT)[0]:
-            if rel not in known and kind in ("file", "link"):
+            if rel not in known and kind in removable:
                 try:
                     if confine.remove(workspace, rel):
                         changed.append(f"removed {rel}")
