@@ -1,13 +1,18 @@
-"""Running the agent's shell commands: in the workspace, with a trimmed environment, a timeout
-that kills the whole process group, capped output, and, where bubblewrap works, inside a sandbox
-where everything but the workspace is read-only and there is no network."""
+"""Running the agent's shell commands: in the workspace, with a trimmed environment, through a
+supervisor that kills everything the command leaves behind, with a timeout and capped output, and,
+where bubblewrap works, inside a sandbox: no capabilities, its own user, pid and network
+namespaces, everything but the workspace read-only, well-known credential files hidden."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import pwd
 import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -17,6 +22,22 @@ from pathlib import Path
 
 KEEP_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "USER", "LOGNAME", "SHELL", "TZ")
 HEAD = TAIL = 5_000  # bytes of output kept from the start and from the end (under tools.MAX_OUTPUT)
+SUPERVISOR = str(Path(__file__).with_name("supervise.py"))
+# Credentials a command could otherwise read (the disk outside the workspace stays readable):
+# inside the sandbox a folder becomes an empty tmpfs and a file is /dev/null.
+CREDENTIALS = (
+    ".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".config/gh",
+    ".cache/huggingface/token", ".cache/huggingface/stored_tokens", ".netrc", ".git-credentials",
+    ".config/git/credentials", ".npmrc", ".pypirc", ".pgpass", ".password-store",
+    ".local/share/keyrings", ".vault-token",
+)  # fmt: skip
+# Tried in order: bwrap < 0.8 lacks --disable-userns; without user namespaces (or as setuid) the
+# capabilities are still dropped. As root, bwrap keeps every capability unless told otherwise.
+HARDENINGS = (
+    ("--unshare-user", "--disable-userns", "--cap-drop", "ALL"),
+    ("--unshare-user", "--cap-drop", "ALL"),
+    ("--cap-drop", "ALL"),
+)
 
 
 @dataclass(frozen=True)
@@ -35,24 +56,83 @@ class ShellResult:
         return f"$ {self.command}\n{self.output.rstrip()}\n[{status}]".replace("\n\n[", "\n[")
 
 
-def _bwrap_argv(workspace: Path) -> list[str]:
+def credential_paths(workspace: Path) -> list[Path]:
+    """The credential files and folders that exist, resolved; never one that holds the workspace."""
+    homes = {os.path.expanduser("~")}
+    try:  # HOME may have been changed (sudo, tests): the account's own home too
+        homes.add(pwd.getpwuid(os.getuid()).pw_dir)
+    except KeyError:  # a uid without an account (containers)
+        pass
+    found = [Path(home, name) for home in homes for name in CREDENTIALS]
+    for hf_home in filter(None, (os.environ.get("HF_HOME"),)):
+        found += [Path(hf_home, "token"), Path(hf_home, "stored_tokens")]
+    found += [Path(p) for p in filter(None, (os.environ.get("HF_TOKEN_PATH"),))]
+    paths = {Path(os.path.realpath(p)) for p in found if os.path.lexists(p)}
+    ws = workspace.resolve()
+    return sorted(p for p in paths if p.exists() and not ws.is_relative_to(p))
+
+
+def _hide(paths: list[Path]) -> list[str]:
+    args: list[str] = []
+    for path in paths:
+        # a device under --ro-bind cannot be opened (nodev): --dev-bind makes the file read empty
+        args += ["--tmpfs", str(path)] if path.is_dir() else ["--dev-bind", "/dev/null", str(path)]
+    return args
+
+
+def _bwrap_argv(workspace: Path, hardening: tuple[str, ...]) -> list[str]:
     ws = str(workspace)
     return [
-        "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-        "--bind", ws, ws, "--unshare-net", "--unshare-pid", "--new-session", "--die-with-parent",
-        "--chdir", ws,
+        shutil.which("bwrap") or "bwrap", *hardening,
+        "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+        "--new-session", "--die-with-parent",
+        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+        "--bind", ws, ws, *_hide(credential_paths(workspace)), "--chdir", ws,
     ]  # fmt: skip
 
 
 @cache
+def _probe() -> tuple[tuple[str, ...] | None, str]:
+    """The strongest hardening with which bubblewrap starts here, with the argv `run` uses, and
+    when none does, why not."""
+    if not sys.platform.startswith("linux") or shutil.which("bwrap") is None:
+        return None, "bubblewrap unavailable"
+    why = "bubblewrap does not start here"
+    with tempfile.TemporaryDirectory() as probe_ws:
+        for hardening in HARDENINGS:
+            argv = _bwrap_argv(Path(probe_ws), hardening) + ["true"]
+            try:
+                probe = subprocess.run(argv, capture_output=True, timeout=10, env=_trimmed_env(probe_ws))
+            except (OSError, subprocess.SubprocessError) as err:
+                return None, f"{why}: {err}"
+            if probe.returncode == 0:
+                return hardening, ""
+            if not why.endswith(")"):  # the strongest attempt's error says most
+                why += f" ({probe.stderr.decode(errors='replace').strip()[:200]})"
+    return None, why
+
+
+def bwrap_hardening() -> tuple[str, ...] | None:
+    return _probe()[0]
+
+
 def bwrap_works() -> bool:
-    if shutil.which("bwrap") is None:
-        return False
-    try:
-        probe = subprocess.run(_bwrap_argv(Path("/")) + ["true"], capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return probe.returncode == 0
+    return bwrap_hardening() is not None
+
+
+def _trimmed_env(home: str) -> dict[str, str]:
+    env = {k: os.environ[k] for k in KEEP_ENV if k in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update(HOME=home, TERM="dumb", NO_COLOR="1", PAGER="cat", GIT_PAGER="cat")
+    return env
+
+
+def _hide_own_environment() -> None:
+    """Without a sandbox a command runs as the agent's user and could read the agent's
+    /proc/PID/environ (HF_TOKEN, keys) or its memory. A non-dumpable process's /proc files belong
+    to root, so only root can still read them. Children are dumpable again after exec."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
 
 
 class _Capped:
@@ -90,33 +170,41 @@ class _Capped:
 
 class Shell:
     def __init__(self, sandbox: bool = True) -> None:
-        self.sandboxed = sandbox and bwrap_works()
+        self.wanted = sandbox
+        self.hardening = bwrap_hardening() if sandbox else None
+        self.sandboxed = self.hardening is not None
+        if not self.sandboxed:
+            _hide_own_environment()
 
     @property
     def protection(self) -> str:
         if self.sandboxed:
+            users = "own user namespace, " if "--unshare-user" in self.hardening else ""
             return (
-                "bubblewrap sandbox: everything outside the workspace is read-only, no network, "
-                "own process namespace"
+                f"bubblewrap sandbox: {users}no capabilities, everything outside the workspace "
+                "read-only, credential files hidden, no network, own process namespace"
             )
+        exposed = "a command can read your other processes' environments, not the agent's"
+        if os.geteuid() == 0:
+            exposed = "running as root, a command can read any process's memory and environment, "
+            exposed += "the agent's included"
+        why = _probe()[1] if self.wanted else "sandbox turned off"
         return (
-            "no OS sandbox (bubblewrap unavailable): commands run as you, in the workspace, "
-            "with a trimmed environment and a timeout; approval is the protection"
+            f"no OS sandbox ({why}): commands run as you, in the workspace, with a trimmed "
+            f"environment and a timeout; {exposed}; approval is the protection"
         )
 
     def env(self, workspace: Path) -> dict[str, str]:
-        env = {k: os.environ[k] for k in KEEP_ENV if k in os.environ}
-        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-        env.update(HOME=str(workspace), TERM="dumb", NO_COLOR="1", PAGER="cat", GIT_PAGER="cat")
-        return env
+        return _trimmed_env(str(workspace))
 
     def run(self, command: str, workspace: Path, timeout: int = 60) -> ShellResult:
         argv = ["bash", "-c", command]
         if self.sandboxed:
-            argv = _bwrap_argv(workspace) + argv
+            argv = _bwrap_argv(workspace, self.hardening) + argv
         started = time.monotonic()
         proc = subprocess.Popen(
-            argv, cwd=workspace, env=self.env(workspace), stdin=subprocess.DEVNULL,
+            [sys.executable, "-I", SUPERVISOR, str(os.getpid()), *argv],
+            cwd=workspace, env=self.env(workspace), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         reader = _Capped(proc.stdout)
@@ -125,19 +213,11 @@ class Shell:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
+            _stop(proc)
         except KeyboardInterrupt:  # Ctrl-C stops the command too, then the agent
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            _stop(proc)
             raise
-        if timed_out:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        else:
-            try:  # children left in the background die with the command
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        reader.thread.join(timeout=5)
+        reader.thread.join(timeout=5)  # a process that escaped may hold the pipe: don't wait on it
         return ShellResult(
             command,
             None if timed_out else proc.returncode,
@@ -145,3 +225,13 @@ class Shell:
             time.monotonic() - started,
             timed_out,
         )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Asks the supervisor to kill the command and all it started; kills its group if it can't."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
