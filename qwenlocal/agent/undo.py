@@ -192,7 +192,10 @@ def undo_last(workspace: Path, warn: Callable[[str], None] = lambda _: None) -> 
                 continue
             changed = _restore(workspace, manifest_path.parent, manifest, warn)
             manifest["undone"] = True
-            _write_json(manifest_path, manifest)
+            try:
+                _write_json(manifest_path, manifest)
+            except OSError as exc:  # restoring again next time is harmless: it is idempotent
+                warn(f"could not mark {manifest_path} as undone ({exc.strerror})")
             return changed
     raise QwenlocalError(
         f"nothing to undo in {workspace}",
