@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -147,6 +148,24 @@ def test_credential_files_read_as_empty_in_the_sandbox(workspace, monkeypatch):
         shutil.rmtree(home)
 
 
+@needs_bwrap
+@pytest.mark.skipif(not os.access("/run", os.W_OK), reason="cannot create a socket in /run")
+def test_the_hosts_sockets_are_out_of_reach(workspace):
+    import socket
+
+    path = f"/run/qwenlocal-test-{os.getpid()}.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen()
+    try:
+        probe = f"import socket; socket.socket(socket.AF_UNIX).connect({path!r}); print('connected-' + '42')"
+        out = Shell().run(f"python3 -c {shlex.quote(probe)}", workspace).output
+        assert "connected-42" not in out and "No such file" in out
+    finally:
+        server.close()
+        os.unlink(path)
+
+
 def running(marker: str) -> list[psutil.Process]:
     """Live processes whose command line holds `marker`."""
     found = []
@@ -196,6 +215,13 @@ def test_the_timeout_holds_when_a_background_child_keeps_the_pipe(sandbox, works
     kill(left)
     assert result.timed_out and not left
     assert time.monotonic() - started < 30
+
+
+def test_a_command_that_kills_its_supervisor_still_ends_with_the_call(workspace):
+    result = Shell(sandbox=False).run("kill -9 $PPID; sleep 1000.61", workspace)
+    left = survivors("sleep 1000.61")
+    kill(left)
+    assert not left and result.exit_code == -9  # the supervisor was killed, not the command
 
 
 def test_commands_die_with_the_agent(workspace):

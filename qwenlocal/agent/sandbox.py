@@ -82,11 +82,14 @@ def _hide(paths: list[Path]) -> list[str]:
 
 def _bwrap_argv(workspace: Path, hardening: tuple[str, ...]) -> list[str]:
     ws = str(workspace)
+    # A read-only mount does not stop connect() on a unix socket: /run holds the host's (docker,
+    # D-Bus, systemd, the user's session bus), so it becomes empty; abstract ones go with --unshare-net
+    run = ["--tmpfs", "/run"] if os.path.isdir("/run") and not workspace.is_relative_to("/run") else []
     return [
         shutil.which("bwrap") or "bwrap", *hardening,
         "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
         "--new-session", "--die-with-parent",
-        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", *run,
         "--bind", ws, ws, *_hide(credential_paths(workspace)), "--chdir", ws,
     ]  # fmt: skip
 
@@ -217,6 +220,10 @@ class Shell:
         except KeyboardInterrupt:  # Ctrl-C stops the command too, then the agent
             _stop(proc)
             raise
+        try:  # if the command killed the supervisor, what stayed in its group dies here
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         reader.thread.join(timeout=5)  # a process that escaped may hold the pipe: don't wait on it
         return ShellResult(
             command,

@@ -7,9 +7,9 @@ twice is reparented here rather than to init, so it is still found and killed wh
 exits, when the agent asks (SIGTERM: timeout, Ctrl-C) or when the agent dies.
 
 What escapes: processes that are not descendants (a job handed to systemd-run, cron, at, ssh, or a
-tmux/screen server that was already running), and anything started after the command itself
-kills this supervisor (`kill -9 $PPID`): its orphans go to init. Under bubblewrap neither
-matters much, as the sandbox's pid namespace dies with the command.
+tmux/screen server that was already running), and a job started with `setsid` after the command
+killed this supervisor (`kill -9 $PPID`): it goes to init (the agent still kills the group). Under
+bubblewrap neither matters much, as the sandbox's pid namespace dies with the command.
 Standard library only: it runs with `-I` and must start fast.
 """
 
