@@ -19,8 +19,14 @@ from .catalog import Sampling
 from .errors import Exit, QwenlocalError
 from .events import Done, Event, Notice, Stats
 from .llamacpp import check_gguf, llama_lib, load_error, log_lines
+from .markup import Shield
 from .statecache import StateCache
 from .thinking import ThinkSplitter
+
+# A rendered prompt longer than this is first counted in bounded pieces, so that a huge input is
+# refused without tokenizing all of it at once (50 MiB of stdin took 3.3 GB that way).
+COUNT_FIRST_CHARS = 1 << 18
+COUNT_CHUNK_CHARS = 1 << 16
 
 # What Qwen's own reasoning-budget recipe appends when the budget runs out.
 BUDGET_CLOSE = (
@@ -88,6 +94,7 @@ class LlamaEngine:
         self.load_s = time.perf_counter() - started
         self.template = self.meta("tokenizer.chat_template")
         self._formatters: dict[bool, object] = {}
+        self._shield: Shield | None = None
         self.cache = StateCache(lib, self._ctx)
 
     # -- model facts ----------------------------------------------------------------------
@@ -112,15 +119,35 @@ class LlamaEngine:
 
     # -- text <-> tokens ------------------------------------------------------------------
 
-    def tokenize(self, text: str) -> list[int]:
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        """Tokens of `text`; control-token texts in it become control tokens only with `special`."""
         data = text.encode("utf-8")
         size = len(data) + 16
         buf = (self._lib.llama_token * size)()
-        n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, size, False, True)
+        n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, size, False, special)
         if n < 0:  # cannot happen with one token per byte at most, but be exact anyway
             buf = (self._lib.llama_token * -n)()
-            n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, -n, False, True)
+            n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, -n, False, special)
         return list(buf[:n])
+
+    @property
+    def shield(self) -> Shield:
+        """The control tokens of this vocabulary, found once (0.1-0.2 s for Qwen's 248K tokens)."""
+        if self._shield is None:
+            lib, vocab = self._lib, self._vocab
+            controls = {}
+            for token in range(lib.llama_vocab_n_tokens(vocab)):
+                if lib.llama_vocab_is_control(vocab, token):
+                    text = self._special_text(token)
+                    if text:
+                        controls[text] = token
+            self._shield = Shield(controls)
+        return self._shield
+
+    def _special_text(self, token: int) -> str:
+        buf = ctypes.create_string_buffer(256)
+        n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
+        return buf.raw[: max(n, 0)].decode("utf-8", "replace")
 
     def piece(self, token: int) -> bytes:
         """The bytes of one token, however long (the library's own detokenize stops at 32)."""
@@ -141,10 +168,14 @@ class LlamaEngine:
     def render(
         self, messages: list[dict], think: bool, tools: list[dict] | None = None, generation: bool = True
     ) -> str:
-        """The prompt, written by the GGUF's own chat template with `enable_thinking` set.
+        """The prompt as text, written by the GGUF's own chat template with `enable_thinking` set.
 
         `generation=False` leaves out the assistant's opening (`<|im_start|>assistant...`): the part
         that later turns render differently, so the end of the rest is a turn boundary."""
+        return "".join(text for text, _ in self._parts(messages, think, tools, generation))
+
+    def _parts(self, messages, think, tools, generation=True):
+        """The rendered prompt as plain text runs and the template's own control tokens."""
         if not self.template:
             raise QwenlocalError(
                 f"{self.path.name} has no chat template",
@@ -157,12 +188,36 @@ class LlamaEngine:
             self._formatters[generation] = Jinja2ChatFormatter(
                 self.template, eos_token="<|im_end|>", bos_token="", add_generation_prompt=generation
             )
+        shield = self.shield
         try:
-            return self._formatters[generation](messages=messages, tools=tools, enable_thinking=think).prompt
+            rendered = self._formatters[generation](
+                messages=shield.hide(messages), tools=shield.hide(tools), enable_thinking=think
+            ).prompt
         except Exception as exc:  # the template's raise_exception() and jinja errors
             raise QwenlocalError(
                 f"the chat template rejected the conversation: {exc}", code=Exit.BAD_INPUT
             ) from None
+        return list(shield.pieces(rendered))
+
+    def _tokens(self, pieces) -> list[int]:
+        """Plain runs tokenized as text, never as control tokens; markup as its token."""
+        tokens: list[int] = []
+        for text, control in pieces:
+            tokens += [control] if control is not None else self.tokenize(text)
+        return tokens
+
+    def _count_at_least(self, pieces, limit: int) -> tuple[int, int]:
+        """Tokens counted a slice at a time until `limit`: (count, characters counted).
+
+        Slices end at line ends, so the count is close to exact while memory stays small."""
+        count = chars = 0
+        for text, control in pieces:
+            for chunk in [text] if control is not None else _chunks(text, COUNT_CHUNK_CHARS):
+                count += 1 if control is not None else len(self.tokenize(chunk))
+                chars += len(chunk)
+                if count >= limit:
+                    return count, chars
+        return count, chars
 
     # -- generation -----------------------------------------------------------------------
 
@@ -216,14 +271,29 @@ class LlamaEngine:
 
     def prompt_tokens(self, messages: list[dict], think: bool, tools: list[dict] | None = None) -> list[int]:
         """Render and tokenize; refuse a prompt that does not fit (never truncate it)."""
-        tokens = self.tokenize(self.render(messages, think, tools))
+        pieces = self._parts(messages, think, tools)
+        size = sum(len(text) for text, _ in pieces)
+        if size > COUNT_FIRST_CHARS:
+            count, counted = self._count_at_least(pieces, self.n_ctx)
+            if count >= self.n_ctx:
+                estimate = count * size // max(counted, 1)
+                self._overflow(f"about {estimate}" if counted < size else str(count), estimate)
+        tokens = self._tokens(pieces)
         if len(tokens) >= self.n_ctx:
-            raise QwenlocalError(
-                f"the prompt is {len(tokens)} tokens but the context holds {self.n_ctx}",
-                hint=f"shorten the input or raise the context, e.g. --ctx {_round_up(len(tokens) * 2)}",
-                code=Exit.CONTEXT_OVERFLOW,
-            )
+            self._overflow(str(len(tokens)), len(tokens))
         return tokens
+
+    def _overflow(self, told: str, n: int):
+        most = self._lib.llama_model_n_ctx_train(self._model)
+        if n < most:
+            hint = f"shorten the input or raise the context, e.g. --ctx {min(_round_up(n * 2), most)}"
+        else:
+            hint = f"shorten the input: this model reads at most {most} tokens"
+        raise QwenlocalError(
+            f"the prompt is {told} tokens but the context holds {self.n_ctx}",
+            hint=hint,
+            code=Exit.CONTEXT_OVERFLOW,
+        )
 
     def stream(
         self,
@@ -242,7 +312,7 @@ class LlamaEngine:
         # the turn boundary: where this prompt stops matching what later turns will render
         boundary = 0
         if checkpoint:
-            base = self.tokenize(self.render(messages, options.think, tools, generation=False))
+            base = self._tokens(self._parts(messages, options.think, tools, generation=False))
             boundary = next(
                 (i for i, (a, b) in enumerate(zip(base, tokens, strict=False)) if a != b), len(base)
             )
@@ -288,7 +358,7 @@ class LlamaEngine:
                     break
                 step = [token]
                 if budget and splitter.in_reasoning and reasoning_tokens >= budget:
-                    close = self.tokenize(BUDGET_CLOSE)
+                    close = self.tokenize(BUDGET_CLOSE, special=True)
                     if n_past + 1 + len(close) < self.n_ctx:
                         yield Notice(f"reasoning budget of {budget} tokens reached; answering now")
                         step += close
@@ -333,6 +403,18 @@ class LlamaEngine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _chunks(text: str, size: int):
+    """`text` in slices of at most `size` characters, each cut after a line end where one is."""
+    start = 0
+    while start < len(text):
+        end = start + size
+        if end < len(text):
+            cut = text.rfind("\n", start, end)
+            end = cut + 1 if cut > start else end
+        yield text[start:end]
+        start = end
 
 
 def _round_up(n: int) -> int:

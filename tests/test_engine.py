@@ -65,7 +65,7 @@ def test_stops_at_the_end_token_and_reports_stats(engine):
     stats = done.stats
     assert stats.generated_tokens == len(done.tokens) > 0
     assert engine.detokenize(list(done.tokens)) == ANSWER  # nothing after <|im_end|>
-    assert stats.prompt_tokens == len(engine.tokenize(engine.render(HI, False)))
+    assert stats.prompt_tokens == len(engine.tokenize(engine.render(HI, False), special=True))
     assert stats.ttft_s > 0 and stats.prompt_s > 0 and stats.generate_s > 0
     assert stats.prompt_tps > 0 and stats.generate_tps > 0
     assert stats.ctx_used == stats.prompt_tokens + stats.generated_tokens

@@ -37,8 +37,8 @@ def test_reuse_gives_the_same_tokens_as_a_fresh_evaluation(random_model, think):
         reused, stats = conversation(engine, 4, think, False, random_model)
         hi = [{"role": "user", "content": "hi"}]
         # the assistant's opening, which each prompt ends with and the next renders differently
-        opening = len(engine.tokenize(engine.render(hi, think))) - len(
-            engine.tokenize(engine.render(hi, think, generation=False))
+        opening = len(engine.tokenize(engine.render(hi, think), special=True)) - len(
+            engine.tokenize(engine.render(hi, think, generation=False), special=True)
         )
     fresh, fresh_stats = conversation(None, 4, think, True, random_model)
     assert reused == fresh
@@ -56,7 +56,7 @@ def test_tool_results_extend_the_prompt_and_reuse_it(random_model):
         messages = [{"role": "user", "content": "list the files"}]
         tools = [{"type": "function", "function": {"name": "list_files", "parameters": {"type": "object"}}}]
         list(engine.stream(messages, GREEDY, tools))
-        history = len(engine.tokenize(engine.render(messages, False, tools, generation=False)))
+        history = len(engine.tokenize(engine.render(messages, False, tools, generation=False), special=True))
         messages += [
             {
                 "role": "assistant",
