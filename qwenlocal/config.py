@@ -7,6 +7,7 @@ environment variables < command-line flags. Every value remembers where it came 
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -34,6 +35,20 @@ def data_dir() -> Path:
     return Path(_dirs().user_data_dir)
 
 
+# The most threads ggml can run (GGML_MAX_N_THREADS): past it llama.cpp overruns fixed arrays and
+# crashes; thousands of threads below it spin-wait long enough to look like a hang. Twice the CPUs
+# is already slower than the CPUs alone, so the bound is that, within ggml's limit.
+MAX_THREADS = min(512, 2 * (os.cpu_count() or 1))
+# Qwen3.5's native context; llama.cpp keeps n_ctx in 32 bits, and a larger one cannot help.
+MAX_CTX = 262144
+MIN_CTX = 256  # below this even a short prompt and its template do not fit
+
+
+def _bounds(low: float | None = None, high: float | None = None):
+    """A setting's valid range, kept with the field: the one check for flags, env and file."""
+    return {"range": (low, high)}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every option that `run`, `chat` and `agent` share; the same name in each layer."""
@@ -41,17 +56,20 @@ class Settings:
     model: str | None = None  # catalog name or .gguf path; None: the hardware pick
     system: str | None = None
     think: bool | None = None  # None: the model's default (0.8B/2B off, 4B/9B on)
-    think_budget: int | None = None  # None: the catalog's budget for the model; 0: no budget
-    max_tokens: int | None = None  # None: until the model stops or the context is full
-    temperature: float | None = None  # None: the model card's value
-    seed: int | None = None
-    ctx: int | None = None  # None: chosen from memory
-    threads: int | None = None
-    gpu_layers: int | None = None
+    # None: the catalog's budget for the model; 0: no budget
+    think_budget: int | None = field(default=None, metadata=_bounds(0))
+    # None: until the model stops or the context is full
+    max_tokens: int | None = field(default=None, metadata=_bounds(1))
+    temperature: float | None = field(default=None, metadata=_bounds(0.0))  # None: the model card's
+    seed: int | None = None  # any integer: the engine keeps its low 32 bits
+    ctx: int | None = field(default=None, metadata=_bounds(MIN_CTX, MAX_CTX))  # None: from memory
+    threads: int | None = field(default=None, metadata=_bounds(1, MAX_THREADS))
+    gpu_layers: int | None = field(default=None, metadata=_bounds(-1))  # -1: all
     json: bool = False
     verbose: bool = False
     show_reasoning: bool | None = None  # None: on a TTY only
-    stdin_timeout: float = 3.0  # seconds to wait for the first byte of piped stdin
+    # seconds to wait for the first byte of piped stdin (a day at most: select() needs a finite wait)
+    stdin_timeout: float = field(default=3.0, metadata=_bounds(0.0, 86400.0))
     pull: bool = False  # download a missing model without asking
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -59,38 +77,71 @@ class Settings:
         return self.sources.get(name, "default")
 
 
-_NAMES = [f.name for f in fields(Settings) if f.name != "sources"]
+_FIELDS = {f.name: f for f in fields(Settings) if f.name != "sources"}
+_NAMES = list(_FIELDS)
 SETTING_NAMES = frozenset(_NAMES)
-_TYPES = {f.name: f.type for f in fields(Settings)}
+_KINDS = {"bool": bool, "int": int, "float": float, "str": str}
+_KIND = {n: _KINDS[str(f.type).split("|")[0].strip()] for n, f in _FIELDS.items()}
+_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+
+
+def describe(name: str) -> str:
+    """What a setting takes, in words: the hint of every error about it."""
+    low, high = _FIELDS[name].metadata.get("range", (None, None))
+    what = _WORDS[_KIND[name]]
+    if low is not None and high is not None:
+        return f"{what} from {low:g} to {high:g}"
+    return f"{what} of at least {low:g}" if low is not None else what
+
+
+def _from_text(kind: type, text: str) -> Any:
+    """An environment variable's text as the setting's type."""
+    if kind is bool:
+        word = text.strip().lower()
+        if word not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise ValueError(text)
+        return word in ("1", "true", "yes", "on")
+    return kind(text.strip()) if kind is not str else text
+
+
+def _typed(kind: type, value: Any) -> Any:
+    """A value that already has a type (TOML, a flag) must be that type: no bool for a number,
+    no number for a switch, no table or array for text; an int is a fine float."""
+    if kind is float and type(value) is int:
+        return float(value)
+    if type(value) is not kind:
+        raise TypeError(value)
+    return value
 
 
 def _convert(name: str, value: Any, origin: str) -> Any:
-    kind = _TYPES[name]
+    """The one validation of a setting, whatever layer it came from."""
+    kind = _KIND[name]
     try:
-        if value is None:
-            return None
-        if "bool" in kind:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if "int" in kind:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return int(value)
-        if "float" in kind:
-            return float(value)
-        return str(value)
+        converted = _from_text(kind, value) if origin.startswith("QWENLOCAL_") else _typed(kind, value)
+        if _within(name, converted):
+            return converted
     except (TypeError, ValueError):
-        raise QwenlocalError(
-            f"invalid value {value!r} for '{name}' in {origin}",
-            hint=f"'{name}' takes a {kind.split('|')[0].strip()}",
-            code=Exit.USAGE,
-        ) from None
+        pass
+    where = _where(name, origin)
+    raise QwenlocalError(
+        f"invalid value {value!r} for {where}", hint=f"{where} takes {describe(name)}", code=Exit.USAGE
+    )
+
+
+def _where(name: str, origin: str) -> str:
+    """How the user wrote the setting: --max-tokens, QWENLOCAL_MAX_TOKENS or 'max_tokens' in a file."""
+    if origin == "command line":
+        return f"--{name.replace('_', '-')}"
+    return origin if origin.startswith("QWENLOCAL_") else f"'{name}' in {origin}"
+
+
+def _within(name: str, value: Any) -> bool:
+    """In range, and finite: inf and nan are not numbers a setting can use."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    low, high = _FIELDS[name].metadata.get("range", (None, None))
+    return (low is None or value >= low) and (high is None or value <= high)
 
 
 def _file_layer(path: Path) -> dict[str, Any]:
