@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .config import Settings
 from .conversation import Conversation
-from .errors import Exit, QwenlocalError
+from .errors import Exit, QwenlocalError, Terminated
 from .events import Done
 from .loader import Loaded, open_model
 from .render import Renderer, footer, loading, stats_line, warn
@@ -133,10 +133,12 @@ class ChatSession:
                 renderer.handle(event)
                 if isinstance(event, Done):
                     self.last = event
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             renderer.interrupted()
             partial = renderer.answer_so_far
             self.conversation.add("assistant", partial, reasoning=renderer.reasoning_so_far, interrupted=True)
+            if isinstance(stop, Terminated):  # SIGTERM ends the session, the partial answer saved
+                raise
             warn("interrupted: the partial answer is kept (marked as interrupted); /retry to answer again")
             return
         done = self.last

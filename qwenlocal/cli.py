@@ -7,12 +7,13 @@ so they are spelled the same everywhere.
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from . import __version__
-from .errors import Exit, QwenlocalError
+from .config import MAX_CTX, MAX_THREADS, MIN_CTX
+from .errors import Exit, QwenlocalError, Terminated
 
 app = typer.Typer(
     name="qwenlocal",
@@ -35,6 +36,7 @@ def _complete_model(incomplete: str) -> list[str]:
 
 
 # -- shared options (the same names in run, chat and agent) -----------------------------------
+# Their bounds are checked by config.load_settings, the one check for flags, environment and file.
 Model = Annotated[
     str | None,
     typer.Option(
@@ -54,18 +56,19 @@ Think = Annotated[
 ]
 ThinkBudget = Annotated[
     int | None,
-    typer.Option("--think-budget", min=0, help="Stop reasoning after N tokens and answer (0: no budget)."),
+    typer.Option("--think-budget", help="Stop reasoning after N tokens and answer (0: no budget)."),
 ]
-MaxTokens = Annotated[int | None, typer.Option("--max-tokens", min=1, help="Stop after N generated tokens.")]
+MaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="Stop after N generated tokens.")]
 Temperature = Annotated[
-    float | None, typer.Option("--temperature", "-t", min=0.0, help="Sampling temperature (0: greedy).")
+    float | None, typer.Option("--temperature", "-t", help="Sampling temperature (0: greedy).")
 ]
 Seed = Annotated[int | None, typer.Option("--seed", help="Random seed, for repeatable answers.")]
 Ctx = Annotated[
-    int | None, typer.Option("--ctx", min=256, help="Context size in tokens. Default: fitted to memory.")
+    int | None,
+    typer.Option("--ctx", help=f"Context size in tokens, {MIN_CTX} to {MAX_CTX}. Default: fitted to memory."),
 ]
 Threads = Annotated[
-    int | None, typer.Option("--threads", min=1, help="CPU threads. Default: physical cores.")
+    int | None, typer.Option("--threads", help=f"CPU threads, 1 to {MAX_THREADS}. Default: physical cores.")
 ]
 GpuLayers = Annotated[
     int | None, typer.Option("--gpu-layers", help="Layers to offload to the GPU (-1: all). Default: fitted.")
@@ -165,8 +168,7 @@ def chat(
     from .conversation import Conversation
 
     if list_:
-        for i, path in enumerate(Conversation.saved(), 1):
-            conv = Conversation.load(path)
+        for i, conv in enumerate(Conversation.saved(), 1):
             sys.stdout.write(f"{i:3}  {conv.id}  {len(conv.messages):3} messages  {conv.title}\n")
         return
     settings = _settings(**locals())
@@ -325,33 +327,116 @@ def report(error: QwenlocalError) -> None:
     sys.stderr.write(f"qwenlocal: error: {error.message}{hint}\n")
 
 
+def _hold_closed_streams() -> list[str]:
+    """A stream the shell closed (`>&-`) leaves its descriptor free, and the next file opened would
+    take it (the answer or llama.cpp's log would land in that file): hold each with /dev/null.
+    Returns the names of the closed ones."""
+    import os
+
+    closed = []
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is None:  # what Python sets when the descriptor was not open
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", encoding="utf-8", closefd=False))
+            closed.append(name)
+    return closed
+
+
+def _check_arguments(args: list[str]) -> None:
+    """Python hands on bytes that are not UTF-8 as lone surrogates, which no prompt, file or JSON
+    can hold: refuse them here, before any file is opened, rather than fail half-way."""
+    import os
+
+    for arg in args:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raise QwenlocalError(
+                f"the argument {os.fsencode(arg)!r} is not valid UTF-8",
+                hint="convert it (iconv -f latin1 -t utf-8), or rename the file to a UTF-8 name",
+                code=Exit.BAD_INPUT,
+            ) from None
+
+
+_terminated: list[int] = []  # Typer turns every KeyboardInterrupt into exit 130: remember SIGTERM
+
+
+def _terminate(signum, frame) -> None:
+    _terminated.append(signum)
+    raise Terminated()
+
+
+def _prepare() -> None:
+    import os
+    import signal
+
+    if "stdout" in _hold_closed_streams():
+        raise QwenlocalError(
+            "stdout is closed: the answer has nowhere to go",
+            hint="send it to a file or to /dev/null instead of closing it (>&-)",
+            code=Exit.USAGE,
+        )
+    _check_arguments(sys.argv[1:])
+    if os.name == "posix":  # SIGTERM ends an answer as Ctrl-C does: partial output kept, JSON whole
+        signal.signal(signal.SIGTERM, _terminate)
+
+
+def _unwritable(error: OSError) -> QwenlocalError | None:
+    """A folder that cannot be written (permissions, a read-only file system), named with its fix."""
+    import errno
+
+    if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) or not error.filename:
+        return None
+    return QwenlocalError(
+        f"cannot write to {error.filename}: {error.strerror}",
+        hint="make it writable, or move the folder: HF_HOME (or HF_HUB_CACHE) for models, "
+        "XDG_DATA_HOME for conversations and history",
+        code=Exit.NOT_WRITABLE,
+    )
+
+
+def _usage(error) -> NoReturn:
+    """Click's usage errors as the one line every other failure is."""
+    if type(error).__name__ == "NoArgsIsHelpError":  # plain `qwenlocal`: the help, as git does
+        error.show()
+        sys.exit(Exit.USAGE)
+    ctx = getattr(error, "ctx", None)
+    command = ctx.command_path if ctx else "qwenlocal"
+    message = error.format_message().rstrip(".")
+    report(QwenlocalError(message, hint=f"see `{command} --help`"))
+    sys.exit(getattr(error, "exit_code", Exit.USAGE))
+
+
 def main() -> None:
     """Entry point: the one place where errors become messages and exit codes."""
     from .config import debug
 
     try:
-        code = app(
-            prog_name="qwenlocal", standalone_mode=False
-        )  # Typer turns Ctrl-C into 130 and returns exit codes
-    except QwenlocalError as error:
-        if debug():
-            raise
-        report(error)
-        sys.exit(int(error.code))
-    except typer.TyperException as error:  # click's usage errors (Typer vendors click)
-        show = getattr(error, "show", None)
-        show() if show else sys.stderr.write(f"qwenlocal: error: {error.format_message()}\n")
-        sys.exit(getattr(error, "exit_code", Exit.USAGE))
-    except typer.Abort:
+        _prepare()
+        # Typer turns Ctrl-C into Abort and returns exit codes
+        code = app(prog_name="qwenlocal", standalone_mode=False)
+    except (typer.Abort, KeyboardInterrupt):
         code = Exit.INTERRUPTED
-    except Exception as error:  # a bug: one line, unless debugging
+    except Exception as error:
+        if isinstance(error, typer.TyperException):  # click's usage errors (Typer vendors click)
+            _usage(error)
+        known = _unwritable(error) if isinstance(error, OSError) else error
         if debug():
             raise
+        if isinstance(known, QwenlocalError):
+            report(known)
+            sys.exit(int(known.code))
+        # a bug: one line, unless debugging
         sys.stderr.write(
             f"qwenlocal: internal error: {type(error).__name__}: {error} "
             "(hint: run again with QWENLOCAL_DEBUG=1 for a traceback, and report it)\n"
         )
         sys.exit(int(Exit.ERROR))
-    if code == Exit.INTERRUPTED:
-        sys.stderr.write("qwenlocal: interrupted\n")
+    if code == Exit.INTERRUPTED and _terminated:
+        code = Exit.TERMINATED
+    if code in (Exit.INTERRUPTED, Exit.TERMINATED):
+        sys.stderr.write(f"qwenlocal: {'terminated' if code == Exit.TERMINATED else 'interrupted'}\n")
     sys.exit(code if isinstance(code, int) else 0)

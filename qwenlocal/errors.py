@@ -18,8 +18,8 @@ class Exit(IntEnum):
     MODEL_FILE = 4  # a model file that is missing, truncated, corrupt or not a GGUF
     NOT_DOWNLOADED = 5  # the model is not in the local cache yet
     CONTEXT_OVERFLOW = 6  # the prompt does not fit in the context window
-    BAD_INPUT = 7  # unusable input: binary or non-UTF-8 stdin, an empty prompt
-    DOES_NOT_FIT = 8  # no model fits this machine's memory
+    BAD_INPUT = 7  # unusable input: binary or non-UTF-8 stdin or argument, an empty prompt
+    DOES_NOT_FIT = 8  # no model (or not the context asked for) fits this machine's memory
     AGENT_STOPPED = 9  # the agent stopped before finishing the task
     NETWORK = 10  # the hub could not be reached (the partial download is kept)
     HUB_NOT_FOUND = 11  # the repository or file does not exist on the hub
@@ -27,7 +27,9 @@ class Exit(IntEnum):
     DISK_FULL = 13  # not enough free disk space
     CHECKSUM = 14  # the downloaded file does not match the hub's sha256
     OFFLINE = 15  # offline mode and the file is not cached
+    NOT_WRITABLE = 16  # a folder qwenlocal writes to is not writable
     INTERRUPTED = 130  # interrupted with Ctrl-C (128 + SIGINT)
+    TERMINATED = 143  # stopped by SIGTERM (128 + SIGTERM), handled as Ctrl-C is
 
 
 EXIT_CODES: dict[Exit, str] = {
@@ -38,8 +40,8 @@ EXIT_CODES: dict[Exit, str] = {
     Exit.MODEL_FILE: "model file missing, truncated, corrupt or not a GGUF",
     Exit.NOT_DOWNLOADED: "model not downloaded yet (the message names the command to get it)",
     Exit.CONTEXT_OVERFLOW: "prompt longer than the context window (never truncated)",
-    Exit.BAD_INPUT: "unusable input: binary or non-UTF-8 stdin, empty prompt",
-    Exit.DOES_NOT_FIT: "no model fits in this machine's memory",
+    Exit.BAD_INPUT: "unusable input: binary or non-UTF-8 stdin or argument, empty prompt",
+    Exit.DOES_NOT_FIT: "no model, or not the context asked for, fits in this machine's memory",
     Exit.AGENT_STOPPED: "the agent stopped before finishing (step limit, repeated or bad calls, the user)",
     Exit.NETWORK: "the model hub could not be reached (a partial download is kept and resumed next time)",
     Exit.HUB_NOT_FOUND: "repository or file not found on the hub",
@@ -47,7 +49,9 @@ EXIT_CODES: dict[Exit, str] = {
     Exit.DISK_FULL: "not enough free disk space",
     Exit.CHECKSUM: "downloaded file does not match the hub's sha256 (it was removed)",
     Exit.OFFLINE: "offline and the file is not in the cache",
+    Exit.NOT_WRITABLE: "a folder qwenlocal writes to (HF_HOME, the data folder) is not writable or read-only",
     Exit.INTERRUPTED: "interrupted (Ctrl-C); partial output is kept",
+    Exit.TERMINATED: "terminated (SIGTERM); partial output is kept, as with Ctrl-C",
 }
 
 
@@ -62,6 +66,11 @@ class QwenlocalError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so that a stopped answer ends the same way (the
+    partial answer kept, `--json` still one object) but the process exits whatever it was doing."""
 
 
 def exit_code_table() -> str:
