@@ -71,25 +71,43 @@ def file_spec(path: Path) -> ModelSpec:
 def plan(settings: Settings, hw: Hardware | None = None) -> tuple[Choice, Path | None, str]:
     """The choice for these settings and the local file for it (None: not downloaded)."""
     cat = catalog_mod.load()
-    target = cat.resolve(settings.model) if settings.model else None
+    # '' is a name too (an unknown one), not "no name": only None leaves the model to the pick
+    target = cat.resolve(settings.model) if settings.model is not None else None
     hw = hw or detect()
     want = dict(n_ctx=settings.ctx, n_gpu_layers=settings.gpu_layers, n_threads=settings.threads)
     if isinstance(target, FileTarget):
         check_gguf(target.path)
         choice = pick(hw, cat, Want(model=file_spec(target.path), quant="FILE", **want))
+        _check_fits(choice, settings, named=True)
         return choice, target.path, str(target.path)
     assert target is None or isinstance(target, CatalogTarget)
     choice = pick(hw, cat, Want(model=target and target.spec, quant=target and target.quant, **want))
-    if not choice.fits and target is None:
-        raise QwenlocalError(
-            f"no model fits in this machine's free memory: {choice.reason}",
-            hint="close other programs, or choose a model and context yourself (--model 0.8b --ctx 4096)",
-            code=Exit.DOES_NOT_FIT,
-        )
+    _check_fits(choice, settings, named=target is not None)
     from .download import find_local
 
     label = f"{choice.model.name}:{choice.quant.quant.lower()}"
     return choice, find_local(choice.model, choice.quant), label
+
+
+def _check_fits(choice: Choice, settings: Settings, named: bool) -> None:
+    """Refuse before loading what the pick knows cannot fit: llama.cpp would take the memory for
+    many seconds before failing, or be ended by the OOM killer without a word. A model the user
+    named without --ctx only gets a warning: the pick then already chose its smallest context."""
+    if choice.fits:
+        return
+    if settings.ctx is not None:
+        raise QwenlocalError(
+            f"a {settings.ctx}-token context does not fit in this machine's free memory: {choice.reason}",
+            hint="use a smaller --ctx, or leave it out to fit the context to memory",
+            code=Exit.DOES_NOT_FIT,
+        )
+    if named:
+        return
+    raise QwenlocalError(
+        f"no model fits in this machine's free memory: {choice.reason}",
+        hint="close other programs, or choose a model and context yourself (--model 0.8b --ctx 4096)",
+        code=Exit.DOES_NOT_FIT,
+    )
 
 
 def open_model(settings: Settings, hw: Hardware | None = None) -> Loaded:
@@ -105,6 +123,8 @@ def open_model(settings: Settings, hw: Hardware | None = None) -> Loaded:
             n_ctx=choice.n_ctx,
             n_threads=settings.threads or choice.n_threads,
             n_gpu_layers=choice.n_gpu_layers,
+            # llama.cpp cuts its batch to the context, and asserts if the engine sends more
+            n_batch=min(512, choice.n_ctx),
         ),
     )
     spec = choice.model if choice.quant.quant != "FILE" else None

@@ -18,7 +18,7 @@ from .render import DownloadProgress, err_console, is_tty, warn
 def _target_quant(name: str | None, settings: Settings) -> tuple[ModelSpec, QuantFile]:
     """The catalog file a name stands for; no name (or no quantization): what the pick chooses."""
     cat = catalog_mod.load()
-    target = cat.resolve(name) if name else None
+    target = cat.resolve(name) if name is not None else None  # '' is an unknown name, not "none"
     if isinstance(target, FileTarget):
         raise QwenlocalError(
             f"{name} is a local file, not a catalog model",
@@ -56,7 +56,7 @@ def fetch(spec: ModelSpec, quant: QuantFile) -> Path:
 
 def pull(name: str | None, settings: Settings) -> None:
     spec, quant = _target_quant(name, settings)
-    if not name:
+    if name is None:
         warn(f"pulling {spec.display} {quant.quant}, the pick for this machine (see `qwenlocal doctor`)")
     path = fetch(spec, quant)
     if settings.json:
@@ -226,7 +226,7 @@ def gguf_metadata(path: Path) -> dict:
 
     try:
         reader = gguf.GGUFReader(path)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, IndexError) as exc:  # IndexError: metadata cut short
         raise QwenlocalError(
             f"cannot read {path}: {exc}", hint="the file may be truncated or corrupt", code=Exit.MODEL_FILE
         ) from None
