@@ -10,8 +10,10 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .config import data_dir
 from .errors import Exit, QwenlocalError
@@ -87,14 +89,17 @@ class Conversation:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = {k: v for k, v in asdict(self).items() if k != "path"}
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+            os.replace(tmp, path)
+        finally:  # a failed write (disk full, text that is not UTF-8) leaves no empty file behind
+            tmp.unlink(missing_ok=True)
         return path
 
     @classmethod
     def load(cls, path: Path) -> Conversation:
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            data = _checked(json.loads(Path(path).read_text(encoding="utf-8")))
             conv = cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
         except (OSError, ValueError, TypeError) as exc:
             raise QwenlocalError(
@@ -107,27 +112,42 @@ class Conversation:
         return conv
 
     @classmethod
-    def saved(cls) -> list[Path]:
-        """Saved conversations, newest first."""
+    def _readable(cls) -> Iterator[Conversation]:
+        """Saved conversations, newest first; a damaged file is skipped with a warning, so that one
+        bad file does not hide all the others."""
         folder = conversations_dir()
         if not folder.is_dir():
-            return []
-        return sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+            return
+        paths = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for path in paths:
+            try:
+                yield cls.load(path)
+            except QwenlocalError as error:
+                from .render import warn
+
+                warn(f"skipped: {error.message}")
+
+    @classmethod
+    def saved(cls) -> list[Conversation]:
+        """Saved conversations that can be read, newest first (the numbers of `--list`)."""
+        return list(cls._readable())
 
     @classmethod
     def find(cls, ref: str | None) -> Conversation:
         """`None` or "last": the newest; a number: from `--list`; else an id or a path."""
-        saved = cls.saved()
         if ref in (None, "", "last"):
-            if not saved:
+            newest = next(cls._readable(), None)
+            if newest is None:
                 raise QwenlocalError(
                     "there is no saved conversation yet",
                     hint="start one with `qwenlocal chat`",
                     code=Exit.BAD_INPUT,
                 )
-            return cls.load(saved[0])
-        if ref.isdigit() and 1 <= int(ref) <= len(saved):
-            return cls.load(saved[int(ref) - 1])
+            return newest
+        if ref.isdigit():
+            saved = cls.saved()
+            if 1 <= int(ref) <= len(saved):
+                return saved[int(ref) - 1]
         by_id = conversations_dir() / f"{ref}.json"
         if by_id.is_file():
             return cls.load(by_id)
@@ -136,3 +156,33 @@ class Conversation:
         raise QwenlocalError(
             f"no saved conversation '{ref}'", hint="`qwenlocal chat --list` shows them", code=Exit.BAD_INPUT
         )
+
+
+ROLES = ("system", "user", "assistant", "tool")
+
+
+def _checked(data: Any) -> dict:
+    """The JSON of a conversation file, checked here, so that a hand-edited or foreign file fails
+    with its name instead of somewhere in the chat template."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    for key in ("id", "title", "model"):
+        if not isinstance(data.get(key, ""), str):
+            raise ValueError(f"'{key}' is not text")
+    if not isinstance(data.get("system"), str | None):
+        raise ValueError("'system' is not text")
+    for key in ("messages", "dropped"):
+        items = data.get(key, [])
+        if not isinstance(items, list) or not all(map(_is_message, items)):
+            raise ValueError(f"'{key}' is not a list of messages, each with a role and a text content")
+    return data
+
+
+def _is_message(m: Any) -> bool:
+    return (
+        isinstance(m, dict)
+        and m.get("role") in ROLES
+        and isinstance(m.get("content"), str)
+        and isinstance(m.get("reasoning"), str | None)
+        and isinstance(m.get("tool_calls", []), list)
+    )
