@@ -27,7 +27,8 @@ from .catalog import ModelSpec, QuantFile
 from .errors import Exit, QwenlocalError
 
 REVISION = "main"
-Progress = Callable[[int, int], None]  # (bytes done, total)
+# (bytes done, total); called first with where the work starts (the bytes a resumed download kept)
+Progress = Callable[[int, int], None]
 
 
 def hub_cache() -> Path:
@@ -199,6 +200,8 @@ def sha256(path: Path, progress: Progress | None = None) -> str:
     digest = hashlib.sha256()
     size = path.stat().st_size
     done = 0
+    if progress:
+        progress(0, size)
     with path.open("rb") as f:
         while chunk := f.read(1 << 22):
             digest.update(chunk)
@@ -286,6 +289,8 @@ def pull(
             "path": str(partial),
         }
         _write_index(index)
+        if progress:  # where it starts, before a byte arrives: "resuming" only when bytes were kept
+            progress(have, meta.size)
         try:
             with partial.open("ab") as f:
                 http_get(

@@ -295,8 +295,8 @@ class DownloadProgress:
             )
 
     def __call__(self, done: int, total: int) -> None:
-        if self._first is None:
-            self._first = done
+        if self._first is None:  # the start (download.Progress): bytes kept from an earlier try
+            self._first, self._last = done, time.monotonic()
             if done:
                 warn(f"resuming {self.label} at {done / 1e9:.2f} of {total / 1e9:.2f} GB")
         if self._bar is not None:

@@ -191,7 +191,17 @@ def test_first_use_needs_pull_when_not_on_a_tty(cli, hub):
 def test_progress_lines_on_stderr_when_not_a_tty(cli, hub):
     result = cli("pull", "0.8b:q4_k_m")
     assert b"MB/s" in result.stderr and b"100%" in result.stderr
+    assert b"resuming" not in result.stderr  # nothing was on disk: a first download, said as one
     assert result.stdout.count(b"\n") == 1  # stdout: the path alone
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/sys is Linux's")
+def test_an_unwritable_hf_home_is_named_with_the_fix(cli, hub):
+    result = cli("pull", "0.8b:q4_k_m", env={"HF_HOME": "/sys/qwenlocal-test"})  # refused even to root
+    err = result.stderr.decode()
+    assert result.returncode == Exit.NOT_WRITABLE, err
+    assert err.startswith("qwenlocal: error: cannot write to /sys/qwenlocal-test") and "HF_HOME" in err
+    assert len(err.splitlines()) == 1
 
 
 def test_list_show_and_rm_tell_the_truth(cli, hub, isolated_home, model_bytes, tmp_path):
