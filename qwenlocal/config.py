@@ -101,7 +101,10 @@ def _from_text(kind: type, text: str) -> Any:
         if word not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             raise ValueError(text)
         return word in ("1", "true", "yes", "on")
-    return kind(text.strip()) if kind is not str else text
+    if kind is str:
+        text.encode("utf-8")  # bytes that are not UTF-8 arrive as lone surrogates: refused here
+        return text
+    return kind(text.strip())
 
 
 def _typed(kind: type, value: Any) -> Any:

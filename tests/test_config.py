@@ -43,6 +43,9 @@ def test_bad_environment_values_name_the_variable():
     with pytest.raises(QwenlocalError) as err:
         load_settings({}, env={"QWENLOCAL_THINK": "maybe"})
     assert "QWENLOCAL_THINK" in err.value.message
+    with pytest.raises(QwenlocalError) as err:  # how Python passes on bytes that are not UTF-8
+        load_settings({}, env={"QWENLOCAL_SYSTEM": "caf\udce9"})
+    assert "QWENLOCAL_SYSTEM" in err.value.message and err.value.code == Exit.USAGE
 
 
 def test_importing_the_package_does_no_work(tmp_path):
