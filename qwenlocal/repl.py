@@ -8,7 +8,7 @@ import sys
 from .chat import COMMANDS, ChatSession, replay
 from .config import Settings, data_dir
 from .conversation import Conversation
-from .errors import QwenlocalError
+from .errors import QwenlocalError, Terminated
 from .render import is_tty, warn
 
 
@@ -85,7 +85,9 @@ def _loop(session: ChatSession) -> None:
     while True:
         try:
             text = prompt.prompt("› ")
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
+            if isinstance(stop, Terminated):  # SIGTERM: leave now, not on a second Ctrl-C
+                raise
             if interrupted_at_prompt:
                 return
             interrupted_at_prompt = True

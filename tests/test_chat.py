@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -89,6 +90,22 @@ def test_ctrl_c_stops_the_answer_and_keeps_the_session(endless_model, isolated_h
     assert messages[-1]["role"] == "assistant" and messages[-1]["interrupted"] is True
     partial = messages[-1]["content"]  # however far it got before Ctrl-C, and no further
     assert partial.startswith("and on") and ("and on and on," * 1000).startswith(partial)
+
+
+def test_sigterm_ends_the_session_and_keeps_the_partial_answer(endless_model, isolated_home):
+    child = spawn("-m", str(endless_model), "--no-think")
+    child.sendline("go on")
+    child.expect("and on")
+    child.kill(signal.SIGTERM)  # mid-answer: unlike Ctrl-C, the session ends
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 143
+    assert saved_conversations(isolated_home)[-1]["messages"][-1]["interrupted"] is True
+    child = spawn("-m", str(endless_model), "--no-think")
+    child.kill(signal.SIGTERM)  # at the prompt, where Ctrl-C only asks for a second one
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 143
 
 
 def test_ctrl_c_twice_at_the_prompt_leaves(answer_model):
