@@ -416,7 +416,7 @@ def main() -> None:
 
     try:
         _prepare()
-        # Typer turns Ctrl-C into Abort and returns exit codes
+        # Typer returns exit codes, Ctrl-C (and so SIGTERM) as 130
         code = app(prog_name="qwenlocal", standalone_mode=False)
     except (typer.Abort, KeyboardInterrupt):
         code = Exit.INTERRUPTED
