@@ -250,10 +250,9 @@ class ChatSession:
         self.conversation.add("assistant", finished.answer or f"({finished.reason})")
 
     def cmd_undo(self, arg: str) -> None:
-        from .agent.undo import undo_last
+        from .agent.main import undo
 
-        for line in undo_last(Path.cwd()) or ["the last step's files were already as before"]:
-            warn(line)
+        undo(Path.cwd())
 
     def cmd_stats(self, arg: str) -> None:
         if self.last is None:

@@ -36,9 +36,9 @@ def data_dir() -> Path:
 
 
 # The most threads ggml can run (GGML_MAX_N_THREADS): past it llama.cpp overruns fixed arrays and
-# crashes; thousands of threads below it spin-wait long enough to look like a hang. Twice the CPUs
-# is already slower than the CPUs alone, so the bound is that, within ggml's limit.
-MAX_THREADS = min(512, 2 * (os.cpu_count() or 1))
+# crashes. A fixed bound keeps a config file valid on every machine; the loader then caps what
+# this machine can use (thousands of threads on a few cores spin-wait long enough to look hung).
+MAX_THREADS = 512
 # Qwen3.5's native context; llama.cpp keeps n_ctx in 32 bits, and a larger one cannot help.
 MAX_CTX = 262144
 MIN_CTX = 256  # below this even a short prompt and its template do not fit

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,11 +118,19 @@ def open_model(settings: Settings, hw: Hardware | None = None) -> Loaded:
 
         path = ensure_downloaded(choice.model, choice.quant, allow=settings.pull)
     warnings = [] if choice.fits else [f"this may not fit in memory: {choice.reason}"]
+    threads = settings.threads or choice.n_threads
+    usable = 2 * (os.cpu_count() or 1)  # more threads than this only slows llama.cpp down
+    if threads > usable:
+        warnings.append(
+            f"{threads} threads ({settings.source('threads')}) is more than this machine can use; "
+            f"using {usable} (twice its {os.cpu_count()} logical CPUs)"
+        )
+        threads = usable
     engine = LlamaEngine(
         path,
         LoadOptions(
             n_ctx=choice.n_ctx,
-            n_threads=settings.threads or choice.n_threads,
+            n_threads=threads,
             n_gpu_layers=choice.n_gpu_layers,
             # llama.cpp cuts its batch to the context, and asserts if the engine sends more
             n_batch=min(512, choice.n_ctx),

@@ -58,6 +58,18 @@ def test_bad_settings_end_before_the_model_loads(random_model, tmp_path, args, e
     assert "invalid value" in one_line_error(result, Exit.USAGE)
 
 
+def test_more_threads_than_the_machine_can_use_are_capped_with_a_warning(cli, answer_model):
+    """ggml's 512 is the setting's bound (a config file stays valid on every machine); the loader
+    caps what this machine can use, since thousands of threads on a few cores look like a hang."""
+    result = cli("run", "-m", str(answer_model), "--threads", "512", "--no-think", "hi")
+    assert result.returncode == 0, result.stderr
+    usable = 2 * (os.cpu_count() or 1)
+    assert f"512 threads (command line) is more than this machine can use; using {usable}" in (
+        result.stderr.decode()
+    )
+    assert result.stdout.decode() == ANSWER + "\n"
+
+
 def test_the_smallest_context_runs(cli, answer_model):
     """llama.cpp cuts its batch to the context: the engine must not send a larger one."""
     result = cli("run", "-m", str(answer_model), "--ctx", "256", "--no-think", "hello " * 20)
