@@ -8,8 +8,9 @@ Why not plain `hf_hub_download`: huggingface_hub 2.4 writes each download to a p
 `<etag>.<random>.incomplete` file, so after Ctrl-C or a killed process the next download starts
 from zero and the old partial file stays behind. Here the partial file is `blobs/<sha256>.incomplete`
 (a stable name, guarded by a file lock), and the next `pull` resumes it with an HTTP Range request
-through huggingface_hub's own `http_get`. A complete file is verified against the hub's LFS sha256
-before it is moved into place; nothing half-written is ever used as a model.
+through huggingface_hub's own `http_get` (private: `hub_http_get` is the one place that calls
+it). A complete file is verified against the hub's LFS sha256 before it is moved into place;
+nothing half-written is ever used as a model.
 """
 
 from __future__ import annotations
@@ -143,6 +144,26 @@ class _Counting:
         return self.f.truncate(*args)
 
 
+def hub_http_get(url: str, f: _Counting, have: int, size: int, filename: str) -> None:
+    """Append the bytes of `url` after the first `have` to `f` (an HTTP Range request, retried on
+    dropped connections); a server that ignores the Range gets `f` rewound (seek, tell, truncate)
+    and the whole file. Raises huggingface_hub's errors.
+
+    The one call of a private huggingface_hub function (no public API resumes a download into a
+    file we name): tests/test_hub_seam.py fails if its shape changes; pyproject pins the majors."""
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils import build_hf_headers
+
+    http_get(
+        url,
+        f,
+        resume_size=have,
+        headers=build_hf_headers(),
+        expected_size=size,
+        displayed_filename=filename,
+    )
+
+
 def hub_error(exc: Exception, quant: QuantFile) -> QwenlocalError:
     """huggingface_hub's exceptions as messages with a hint and an exit code."""
     from huggingface_hub import errors
@@ -252,8 +273,7 @@ def pull(
         raise offline_error(quant)
     from filelock import FileLock
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.file_download import http_get
-    from huggingface_hub.utils import build_hf_headers, disable_progress_bars
+    from huggingface_hub.utils import disable_progress_bars
 
     disable_progress_bars()
     url = hf_hub_url(quant.repo, quant.file, revision=REVISION)
@@ -293,13 +313,8 @@ def pull(
             progress(have, meta.size)
         try:
             with partial.open("ab") as f:
-                http_get(
-                    meta.location,
-                    _Counting(f, have, meta.size, progress),
-                    resume_size=have,
-                    headers=build_hf_headers(),
-                    expected_size=meta.size,
-                    displayed_filename=quant.file,
+                hub_http_get(
+                    meta.location, _Counting(f, have, meta.size, progress), have, meta.size, quant.file
                 )
         except OSError as exc:
             if exc.errno == errno.ENOSPC:

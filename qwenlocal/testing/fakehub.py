@@ -4,7 +4,8 @@ It answers `/{repo}/resolve/{revision}/{file}` like the hub does for LFS files: 
 commit, the sha256 as `X-Linked-Etag` and the size; GET with Range support. Faults on demand:
 `drop_after` (close the connection after N bytes of a response), `corrupt` (serve wrong bytes),
 `status` (answer 404/401 with the hub's `X-Error-Code`), `delay` (seconds per 64 KiB: a slow
-server). It counts the bytes it sends, so a test can tell a resumed download from a restarted one.
+server), `ignore_range` (answer a Range request with the whole file and 200, as some CDNs do).
+It counts the bytes it sends, so a test can tell a resumed download from a restarted one.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Faults:
     error_code: str | None = None  # RepoNotFound, EntryNotFound, GatedRepo
     delay: float = 0.0
     broken_after_drop: bool = False  # after a drop, answer 503 until the test heals it (a dead link)
+    ignore_range: bool = False  # GET sends the whole file (200) whatever the Range asks
 
 
 @dataclass
@@ -90,7 +92,7 @@ class FakeHub:
                     data = bytes(b ^ 0xFF for b in data[:16]) + data[16:]
                 start = 0
                 rng = re.match(r"bytes=(\d+)-", self.headers.get("Range", ""))
-                if rng and body:
+                if rng and body and not faults.ignore_range:
                     start = int(rng[1])
                 part = data[start:]
                 self.send_response(206 if start else 200)
