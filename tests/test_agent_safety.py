@@ -29,7 +29,7 @@ def test_a_hard_link_to_a_file_outside_is_replaced_not_written_through(ws, tmp_p
     outside.write_text("keep me\n")
     os.link(outside, ws.root / "linked.txt")
     args = {"content": "new\n"} if tool == "write_file" else {"old_text": "keep", "new_text": "new"}
-    change = ws.change(tool, {"path": "linked.txt", **args})
+    change = getattr(ws, tool)(path="linked.txt", **args)
     assert "hard link" in change.diff(ws.root)  # said before approval
     result = ws.apply(change)
     assert outside.read_text() == "keep me\n"
@@ -41,26 +41,26 @@ def test_an_edit_keeps_every_byte_it_does_not_change_crlf_and_mode(ws):
     path = ws.root / "latin.txt"
     path.write_bytes(b"caf\xe9 au lait\r\nline two\r\nx = 1\r\n")
     path.chmod(0o754)
-    ws.apply(ws.change("edit_file", {"path": "latin.txt", "old_text": "x = 1", "new_text": "x = 2"}))
+    ws.apply(ws.edit_file(path="latin.txt", old_text="x = 1", new_text="x = 2"))
     assert path.read_bytes() == b"caf\xe9 au lait\r\nline two\r\nx = 2\r\n"
     # read_file shows lines without \r, so the model's old_text has \n: it still matches, CRLF stays
     edit = {"path": "latin.txt", "old_text": "line two\nx = 2", "new_text": "line 2\nx = 3"}
-    ws.apply(ws.change("edit_file", edit))
+    ws.apply(ws.edit_file(**edit))
     assert path.read_bytes() == b"caf\xe9 au lait\r\nline 2\r\nx = 3\r\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o754
-    ws.apply(ws.change("write_file", {"path": "latin.txt", "content": "a\nb\n"}))
+    ws.apply(ws.write_file(path="latin.txt", content="a\nb\n"))
     assert path.read_bytes() == b"a\r\nb\r\n" and stat.S_IMODE(path.stat().st_mode) == 0o754
 
 
 def test_old_text_across_an_invalid_byte_is_explained(ws):
     (ws.root / "bad.txt").write_bytes(b"caf\xe9\n")
     with pytest.raises(ToolError, match="not valid UTF-8"):
-        ws.change("edit_file", {"path": "bad.txt", "old_text": "caf\ufffd", "new_text": "cafe"})
+        ws.edit_file(path="bad.txt", old_text="caf\ufffd", new_text="cafe")
 
 
 def test_writes_are_atomic_and_leave_no_temporary_files(ws):
     before = (ws.root / "utils.py").stat().st_ino
-    ws.apply(ws.change("write_file", {"path": "utils.py", "content": "x = 1\n"}))
+    ws.apply(ws.write_file(path="utils.py", content="x = 1\n"))
     assert (ws.root / "utils.py").stat().st_ino != before  # a new file replaced the old one
     assert sorted(p.name for p in ws.root.iterdir()) == ["utils.py"]
 
@@ -72,7 +72,7 @@ def test_symlink_loops_are_clean_observations(ws):
     with pytest.raises(ToolError, match="loop"):
         ws.read_file("a")
     with pytest.raises(ToolError, match="loop"):
-        ws.change("write_file", {"path": "a", "content": "x"})
+        ws.write_file(path="a", content="x")
     assert ws.list_files() == "utils.py"
     assert ws.search_files("add") == "utils.py:1: def add(a, b):"
 

@@ -38,7 +38,7 @@ def test_symlinks_that_lead_out_are_refused(ws, tmp_path):
         with pytest.raises(ToolError, match="symlink"):
             ws.read_file(path)
     with pytest.raises(ToolError, match="symlink"):
-        ws.change("write_file", {"path": "linkdir/new.txt", "content": "x"})
+        ws.write_file(path="linkdir/new.txt", content="x")
     assert not (tmp_path / "new.txt").exists()
     assert "link" not in ws.list_files()  # listing does not follow links out
     assert ws.search_files("secret") == "no matches for secret"  # nor does searching
@@ -56,21 +56,21 @@ def test_read_with_line_ranges(ws):
 
 
 def test_edit_replaces_exactly_one_match_and_shows_a_diff(ws):
-    change = ws.change("edit_file", {"path": "utils.py", "old_text": "a + b", "new_text": "a - b"})
+    change = ws.edit_file(path="utils.py", old_text="a + b", new_text="a - b")
     diff = change.diff(ws.root)
     assert "-    return a + b" in diff and "+    return a - b" in diff
     assert "a + b" in (ws.root / "utils.py").read_text()  # planning changes nothing
     ws.apply(change)
     assert (ws.root / "utils.py").read_text() == "def add(a, b):\n    return a - b\n"
     with pytest.raises(ToolError, match="does not occur"):
-        ws.change("edit_file", {"path": "utils.py", "old_text": "a * b", "new_text": "x"})
+        ws.edit_file(path="utils.py", old_text="a * b", new_text="x")
     (ws.root / "twice.py").write_text("x\nx\n")
     with pytest.raises(ToolError, match="occurs 2 times"):
-        ws.change("edit_file", {"path": "twice.py", "old_text": "x", "new_text": "y"})
+        ws.edit_file(path="twice.py", old_text="x", new_text="y")
 
 
 def test_write_creates_folders_inside(ws):
-    ws.apply(ws.change("write_file", {"path": "new/dir/file.txt", "content": "hi\n"}))
+    ws.apply(ws.write_file(path="new/dir/file.txt", content="hi\n"))
     assert (ws.root / "new/dir/file.txt").read_text() == "hi\n"
 
 

@@ -7,10 +7,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 
-from .tools import EDITS, READ_ONLY
+from .tools import Kind, Tool
 
 ASK, AUTO_EDIT, YES = "ask", "auto-edit", "yes"
+
+
+class Verdict(Enum):
+    YES = "yes"  # run it
+    NO = "no"  # do not run it; the model is told why and goes on
+    STOP = "stop"  # do not run it, and end the run
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    why: str
+    needed: bool = True  # False: the tool only reads, so there was nothing to approve
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict is Verdict.YES
 
 
 @dataclass
@@ -20,24 +38,24 @@ class Approver:
     ask: Callable[[str, str], str] | None = None  # (tool, preview) -> "y" / "n" / "a" / "s"
     always: set[str] = field(default_factory=set)
 
-    def decide(self, tool: str, preview: str) -> tuple[str, str]:
-        """("yes" | "no" | "stop", why)."""
-        if tool in READ_ONLY:
-            return "yes", "reading needs no approval"
+    def decide(self, tool: Tool, preview: str) -> Decision:
+        if tool.kind is Kind.READ:
+            return Decision(Verdict.YES, "reading needs no approval", needed=False)
         if self.mode == YES:
-            return "yes", "--yes"
-        if self.mode == AUTO_EDIT and tool in EDITS:
-            return "yes", "--auto-edit"
-        if tool in self.always:
-            return "yes", f"always allowed for {tool} in this run"
+            return Decision(Verdict.YES, "--yes")
+        if self.mode == AUTO_EDIT and tool.kind is Kind.EDIT:
+            return Decision(Verdict.YES, "--auto-edit")
+        if tool.name in self.always:
+            return Decision(Verdict.YES, f"always allowed for {tool.name} in this run")
         if not self.interactive or self.ask is None:
-            return "no", "not approved: stdin is not a terminal (use --yes, or --auto-edit for file edits)"
-        answer = self.ask(tool, preview)
+            why = "not approved: stdin is not a terminal (use --yes, or --auto-edit for file edits)"
+            return Decision(Verdict.NO, why)
+        answer = self.ask(tool.name, preview)
         if answer == "a":
-            self.always.add(tool)
-            return "yes", f"approved, and always for {tool} in this run"
+            self.always.add(tool.name)
+            return Decision(Verdict.YES, f"approved, and always for {tool.name} in this run")
         if answer == "y":
-            return "yes", "approved"
+            return Decision(Verdict.YES, "approved")
         if answer == "s":
-            return "stop", "the user stopped the agent"
-        return "no", "the user declined"
+            return Decision(Verdict.STOP, "the user stopped the agent")
+        return Decision(Verdict.NO, "the user declined")

@@ -1,23 +1,35 @@
 """The agent loop: ask the model, parse its tool calls, approve, execute, repeat.
 
-One `while` around query -> parse -> execute, in the style of mini-swe-agent. It ends when the
+One `for` around query -> parse -> execute, in the style of mini-swe-agent. It ends when the
 model answers without a tool call, or at a limit: the step budget, repeated identical calls, too
-many unreadable calls in a row, or the user's "stop". Every step is written to the transcript,
-and every file change is snapshotted first (see undo.py).
+many unreadable calls in a row, or the user's "stop" (a small exception, Stopped, carries why).
+Every event goes to each listener: the transcript (transcript.py) and the caller's view. Every
+file change is snapshotted first (see undo.py). What a tool is and how it runs comes from its
+entry in the table (tools.py); the loop has no tool's name in it.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine import GenerateOptions
 from ..events import Done, Event
-from .approval import Approver
+from .approval import Approver, Verdict
+from .events import (
+    AgentEvent,
+    Finished,
+    ModelReplied,
+    Observation,
+    StepStarted,
+    TaskGiven,
+    ToolDecision,
+    ToolRequested,
+)
 from .parse import FormatError, ToolCall, parse
-from .tools import EDITS, NAMES, SCHEMAS, ToolError, Workspace
+from .tools import TOOLS, Kind, Tool, ToolError, Workspace, by_name
+from .transcript import Transcript
 from .undo import Run
 
 SYSTEM = (
@@ -35,42 +47,12 @@ class Limits:
     max_repeats: int = 3  # the same call (name and arguments) in a row
 
 
-# -- what the loop tells the view --------------------------------------------------------------
+class Stopped(Exception):
+    """Ends the run before the model answers: why, and the text the model wrote before its calls."""
 
-
-@dataclass(frozen=True)
-class StepStarted:
-    step: int
-
-
-@dataclass(frozen=True)
-class ToolRequested:
-    call: ToolCall
-    preview: str  # the diff or the command
-
-
-@dataclass(frozen=True)
-class ToolDecision:
-    call: ToolCall
-    decision: str
-    why: str
-
-
-@dataclass(frozen=True)
-class Observation:
-    call: ToolCall | None
-    text: str
-    ok: bool
-
-
-@dataclass(frozen=True)
-class Finished:
-    answer: str
-    reason: str  # "answered", or why it stopped
-    steps: int
-
-
-AgentEvent = StepStarted | ToolRequested | ToolDecision | Observation | Finished
+    def __init__(self, reason: str, answer: str = "") -> None:
+        super().__init__(reason)
+        self.reason, self.answer = reason, answer
 
 
 class Agent:
@@ -84,153 +66,127 @@ class Agent:
         emit: Callable[[AgentEvent | Event], None],
         limits: Limits = Limits(),
         system: str | None = None,
+        tools: tuple[Tool, ...] = TOOLS,
     ) -> None:
         self.engine, self.options, self.workspace = engine, options, workspace
-        self.approver, self.run, self.emit, self.limits = approver, run, emit, limits
+        self.approver, self.run, self.limits = approver, run, limits
+        self.listeners = [Transcript(run), emit]  # the record is written before the view shows it
+        self.tools, self.schemas = by_name(tools), [tool.schema() for tool in tools]
         prompt = SYSTEM.format(workspace=workspace.root)
         self.messages: list[dict] = [
             {"role": "system", "content": prompt + (f"\n\n{system}" if system else "")}
         ]
+        self._format_errors, self._recent = 0, []
+
+    def emit(self, event: AgentEvent | Event) -> None:
+        for listener in self.listeners:
+            listener(event)
 
     def solve(self, task: str) -> Finished:
         self.messages.append({"role": "user", "content": task})
-        self.run.log(
-            "task", task=task, workspace=str(self.workspace.root), protection=self.workspace.shell.protection
-        )
-        format_errors = 0
-        last_keys: list[str] = []
+        self.emit(TaskGiven(task, str(self.workspace.root), self.workspace.shell.protection))
+        self._format_errors, self._recent = 0, []
         for step in range(1, self.limits.max_steps + 1):
             self.emit(StepStarted(step))
-            done = self._ask()
             try:
-                text, calls = parse(done.answer)
-            except FormatError as error:
-                format_errors += 1
-                self._assistant(done, done.answer, [])
-                self._observe(None, f"Error: {error}", ok=False, step=step)
-                if format_errors >= self.limits.max_format_errors:
-                    return self._finish("", f"stopped: {format_errors} unreadable tool calls in a row", step)
-                continue
-            format_errors = 0
-            self._assistant(done, text, calls)
-            if not calls:
-                return self._finish(text, "answered", step)
-            for call in calls:
-                last_keys = (last_keys + [call.key()])[-self.limits.max_repeats :]
-                if len(last_keys) == self.limits.max_repeats and len(set(last_keys)) == 1:
-                    return self._finish(
-                        text,
-                        f"stopped: the model repeated the same {call.name} call "
-                        f"{self.limits.max_repeats} times",
-                        step,
-                    )
-                if self._execute(call, step) == "stop":
-                    return self._finish(text, "stopped by the user", step)
+                answer = self._step(step)
+            except Stopped as stop:
+                return self._finish(stop.answer, stop.reason, step)
+            if answer is not None:
+                return self._finish(answer, "answered", step)
         return self._finish(
             "", f"stopped: the limit of {self.limits.max_steps} steps was reached", self.limits.max_steps
         )
 
-    # -- steps -------------------------------------------------------------------------------
+    # -- one step: query -> parse -> execute ---------------------------------------------------
 
-    def _ask(self) -> Done:
+    def _step(self, step: int) -> str | None:
+        """The final answer, or None when the model called tools (or could not be read)."""
+        done = self._query()
+        try:
+            text, calls = parse(done.answer)
+        except FormatError as error:
+            self._reply(done, done.answer, [])
+            self._observe(None, f"Error: {error}", ok=False)
+            self._format_errors += 1
+            if self._format_errors >= self.limits.max_format_errors:
+                raise Stopped(f"stopped: {self._format_errors} unreadable tool calls in a row") from None
+            return None
+        self._format_errors = 0
+        self._reply(done, text, calls)
+        if not calls:
+            return text
+        for call in calls:
+            self._check_repeats(call, text)
+            if self._execute(call, step) is Verdict.STOP:
+                raise Stopped("stopped by the user", text)
+        return None
+
+    def _query(self) -> Done:
         done = None
-        for event in self.engine.stream(self.messages, self.options, SCHEMAS):
+        for event in self.engine.stream(self.messages, self.options, self.schemas):
             self.emit(event)
             if isinstance(event, Done):
                 done = event
         return done
 
-    def _assistant(self, done: Done, text: str, calls: list[ToolCall]) -> None:
+    def _reply(self, done: Done, text: str, calls: list[ToolCall]) -> None:
         message = {"role": "assistant", "content": text}
         if done.reasoning:
             message["reasoning_content"] = done.reasoning
         if calls:
             message["tool_calls"] = [{"function": {"name": c.name, "arguments": c.arguments}} for c in calls]
         self.messages.append(message)
-        self.run.log(
-            "assistant",
-            content=text,
-            reasoning=done.reasoning,
-            raw=done.answer,
-            tool_calls=[{"name": c.name, "arguments": c.arguments} for c in calls],
-            stats=done.stats.as_dict(),
-        )
+        self.emit(ModelReplied(done, text, calls))
 
-    def _observe(self, call: ToolCall | None, text: str, ok: bool, step: int) -> None:
+    def _check_repeats(self, call: ToolCall, text: str) -> None:
+        limit = self.limits.max_repeats
+        self._recent = (self._recent + [call.key()])[-limit:]
+        if len(self._recent) == limit and len(set(self._recent)) == 1:
+            raise Stopped(f"stopped: the model repeated the same {call.name} call {limit} times", text)
+
+    def _observe(self, call: ToolCall | None, text: str, ok: bool) -> None:
         self.messages.append({"role": "tool", "content": text})
         self.emit(Observation(call, text, ok))
-        self.run.log(
-            "tool_result",
-            step=step,
-            tool=call.name if call else None,
-            arguments=call.arguments if call else None,
-            ok=ok,
-            result=text,
-        )
 
-    def _execute(self, call: ToolCall, step: int) -> str:
-        if call.name not in NAMES:
-            self._observe(
-                call,
-                f"Error: there is no tool '{call.name}'. The tools are: {', '.join(NAMES)}.",
-                ok=False,
-                step=step,
-            )
-            return "no"
+    # -- executing a call, as its table entry says -----------------------------------------------
+
+    def _execute(self, call: ToolCall, step: int) -> Verdict:
+        tool = self.tools.get(call.name)
+        if tool is None:
+            names = ", ".join(self.tools)
+            self._observe(call, f"Error: there is no tool '{call.name}'. The tools are: {names}.", ok=False)
+            return Verdict.NO
         try:
-            change = self.workspace.change(call.name, call.arguments) if call.name in EDITS else None
-            preview = change.diff(self.workspace.root) if change else _describe(call)
-            self.emit(ToolRequested(call, preview))
-            decision, why = self.approver.decide(call.name, preview)
-            self.emit(ToolDecision(call, decision, why))
-            self.run.log(
-                "approval",
-                step=step,
-                tool=call.name,
-                decision=decision,
-                why=why,
-                diff=preview if change else None,
-            )
-            if decision != "yes":
-                self._observe(call, f"Not done: {why}.", ok=False, step=step)
-                return decision
+            arguments = tool.check(call.arguments)
+            method = getattr(self.workspace, tool.name)
+            change = method(**arguments) if tool.kind is Kind.EDIT else None
+            preview = change.diff(self.workspace.root) if change else tool.preview(arguments)
+            self.emit(ToolRequested(call, tool, preview))
+            decision = self.approver.decide(tool, preview)
+            self.emit(ToolDecision(call, decision))
+            if not decision.allowed:
+                self._observe(call, f"Not done: {decision.why}.", ok=False)
+                return decision.verdict
             if change is not None:
                 self.run.before_edit(step, change.path)
                 result = self.workspace.apply(change)
-            elif call.name == "run_shell":
-                warning = self.run.before_shell(step)
-                result = self.workspace.run_shell(**_args(call, ("command", "timeout")))
-                result += f"\n[{warning}]" if warning else ""
             else:
-                method = getattr(self.workspace, call.name)
-                result = method(**_args(call, method.__code__.co_varnames[1 : method.__code__.co_argcount]))
+                warning = self.run.before_shell(step) if tool.kind is Kind.SHELL else None
+                result = method(**arguments) + (f"\n[{warning}]" if warning else "")
         except ToolError as error:
-            self._observe(call, f"Error: {error}", ok=False, step=step)
-            return "no"
+            self._observe(call, f"Error: {error}", ok=False)
+            return Verdict.NO
         except (TypeError, ValueError) as error:
-            self._observe(call, f"Error: bad arguments for {call.name}: {error}", ok=False, step=step)
-            return "no"
-        self._observe(call, result, ok=True, step=step)
-        return "yes"
+            self._observe(call, f"Error: bad arguments for {call.name}: {error}", ok=False)
+            return Verdict.NO
+        self._observe(call, result, ok=True)
+        return Verdict.YES
 
     def _finish(self, answer: str, reason: str, steps: int) -> Finished:
         finished = Finished(answer, reason, steps)
-        self.run.log("finished", answer=answer, reason=reason, steps=steps)
         self.emit(finished)
         return finished
-
-
-def _args(call: ToolCall, allowed) -> dict:
-    unknown = set(call.arguments) - set(allowed)
-    if unknown:
-        raise ToolError(f"{call.name} takes {', '.join(allowed)}; unknown: {', '.join(sorted(unknown))}")
-    return dict(call.arguments)
-
-
-def _describe(call: ToolCall) -> str:
-    if call.name == "run_shell":
-        return f"$ {call.arguments.get('command', '')}"
-    return f"{call.name}({json.dumps(call.arguments, ensure_ascii=False)})"
 
 
 def workspace_path(given: str | None) -> Path:

@@ -27,7 +27,7 @@ from ..config import data_dir
 from ..errors import Exit, QwenlocalError
 from . import confine
 from .confine import ToolError
-from .tools import EDIT_BYTES
+from .edits import EDIT_BYTES
 
 TREE_FILE_LIMIT = 5 * 1024 * 1024
 TREE_TOTAL_LIMIT = 200 * 1024 * 1024

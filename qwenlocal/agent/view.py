@@ -6,7 +6,8 @@ import sys
 
 from ..events import Done, Notice, ReasoningDelta, TextDelta
 from ..render import color_allowed, err_console, is_tty, warn
-from .loop import Finished, Observation, StepStarted, ToolDecision, ToolRequested
+from .events import Finished, Observation, StepStarted, ToolDecision, ToolRequested
+from .tools import Kind
 
 
 class AgentView:
@@ -47,12 +48,11 @@ class AgentView:
             self._line(f"── step {event.step}", "bold cyan")
         elif isinstance(event, ToolRequested):
             self._line(f"→ {event.call.name} {_short(event.call.arguments)}", "bold")
-            if event.call.name in ("write_file", "edit_file", "run_shell"):
+            if event.tool.kind is not Kind.READ:  # the diff or the command
                 self._diff(event.preview)
         elif isinstance(event, ToolDecision):
-            if event.decision != "yes" or event.why not in ("reading needs no approval",):
-                style = "green" if event.decision == "yes" else "red"
-                self._line(f"  {event.why}", style)
+            if event.decision.needed:
+                self._line(f"  {event.decision.why}", "green" if event.decision.allowed else "red")
         elif isinstance(event, Observation):
             first = event.text.strip().splitlines()[:6]
             more = len(event.text.strip().splitlines()) - len(first)

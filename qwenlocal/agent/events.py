@@ -1,0 +1,65 @@
+"""What the agent loop tells its listeners: the view (view.py) and the transcript (transcript.py).
+
+The loop emits each event once, to every listener, along with the engine's own events
+(TextDelta, ReasoningDelta, Notice, Done) while the model answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..events import Done
+from .approval import Decision
+from .parse import ToolCall
+from .tools import Tool
+
+
+@dataclass(frozen=True)
+class TaskGiven:
+    task: str
+    workspace: str
+    protection: str  # how shell commands are confined (sandbox.Shell.protection)
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    step: int
+
+
+@dataclass(frozen=True)
+class ModelReplied:
+    """The model's reply, parsed: the text before any call, and the calls (none: a final answer)."""
+
+    done: Done
+    text: str
+    calls: list[ToolCall]
+
+
+@dataclass(frozen=True)
+class ToolRequested:
+    call: ToolCall
+    tool: Tool
+    preview: str  # the diff or the command
+
+
+@dataclass(frozen=True)
+class ToolDecision:
+    call: ToolCall
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class Observation:
+    call: ToolCall | None
+    text: str
+    ok: bool
+
+
+@dataclass(frozen=True)
+class Finished:
+    answer: str
+    reason: str  # "answered", or why it stopped
+    steps: int
+
+
+AgentEvent = TaskGiven | StepStarted | ModelReplied | ToolRequested | ToolDecision | Observation | Finished
