@@ -14,7 +14,7 @@ from qwenlocal.agent.undo import Run, undo_last
 from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions
 from qwenlocal.errors import QwenlocalError
-from qwenlocal.events import Done, Stats
+from qwenlocal.testing.engine import FakeEngine
 
 OPTIONS = GenerateOptions(sampling=load().models["qwen3.5-2b"].sampling(False))
 
@@ -22,20 +22,6 @@ OPTIONS = GenerateOptions(sampling=load().models["qwen3.5-2b"].sampling(False))
 def call(name: str, **args) -> str:
     params = "".join(f"<parameter={k}>\n{v}\n</parameter>\n" for k, v in args.items())
     return f"<tool_call>\n<function={name}>\n{params}</function>\n</tool_call>"
-
-
-class FakeEngine:
-    """Answers with the next scripted reply; records the conversations it was shown."""
-
-    def __init__(self, replies: list[str]) -> None:
-        self.replies = list(replies)
-        self.seen: list[list[dict]] = []
-
-    def stream(self, messages, options, tools=None):
-        self.seen.append([dict(m) for m in messages])
-        assert tools and {t["function"]["name"] for t in tools} >= {"read_file", "run_shell"}
-        reply = self.replies.pop(0) if self.replies else "done"
-        yield Done(reply, "", "stop", Stats(0, 1, 0, 1, 0, 0, 0, 100))
 
 
 @pytest.fixture
@@ -50,7 +36,7 @@ def agent(project, replies, mode=YES, answers=(), limits=None, interactive=True)
     answers = list(answers)
     approver = Approver(mode=mode, interactive=interactive, ask=lambda tool, preview: answers.pop(0))
     events = []
-    engine = FakeEngine(replies)
+    engine = FakeEngine(replies, expect_tools={"read_file", "run_shell"})
     a = Agent(
         engine,
         OPTIONS,

@@ -82,7 +82,7 @@ def test_tokens_longer_than_32_bytes_are_decoded_whole(engine):
     lib_text = b""
     buf = llama_cpp.ctypes.create_string_buffer(32)
     for t in long_tokens:
-        n = llama_cpp.llama_token_to_piece(engine._vocab, t, buf, 32, 0, False)
+        n = llama_cpp.llama_token_to_piece(engine.model.vocab, t, buf, 32, 0, False)
         lib_text += bytes(buf[:n])
     assert lib_text == b""
     # ... and ours keeps them, so the indented code arrives intact

@@ -2,8 +2,8 @@ import random
 
 import pytest
 
+from qwenlocal.engine.thinking import ThinkSplitter
 from qwenlocal.events import ReasoningDelta, TextDelta
-from qwenlocal.thinking import ThinkSplitter
 
 REPLY = "Let me see.\nIt is </thin maybe.\n</think>\n\nThe answer is <b>42</b>.\n"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .events import ReasoningDelta, TextDelta
+from ..events import ReasoningDelta, TextDelta
 
 END = "</think>"
 

@@ -1,0 +1,61 @@
+"""What every engine offers its callers (chat, run, the agent, a server) and the options it takes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from ..catalog import Sampling
+from ..events import Event
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    n_ctx: int
+    n_threads: int
+    n_gpu_layers: int = 0
+    n_batch: int = 512
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    sampling: Sampling
+    think: bool = False
+    think_budget: int | None = None  # reasoning tokens before the think block is closed
+    max_tokens: int | None = None
+    seed: int | None = None
+    ignore_eos: bool = False  # benchmarks: generate exactly max_tokens, as llama-bench does
+
+
+def with_temperature(sampling: Sampling, temperature: float | None) -> Sampling:
+    return sampling if temperature is None else replace(sampling, temperature=temperature)
+
+
+class Engine(Protocol):
+    """A loaded model that answers conversations. LlamaEngine is the real one; qwenlocal.testing's
+    FakeEngine replays scripted replies for loop logic."""
+
+    n_ctx: int  # the context size, in tokens
+
+    def stream(
+        self,
+        messages: list[dict],
+        options: GenerateOptions,
+        tools: list[dict] | None = None,
+        checkpoint: bool = True,
+    ) -> Iterator[Event]:
+        """ReasoningDelta / TextDelta / Notice events, then one Done."""
+        ...
+
+    def prompt_tokens(self, messages: list[dict], think: bool, tools: list[dict] | None = None) -> list[int]:
+        """The prompt `stream` would evaluate; raises CONTEXT_OVERFLOW when it does not fit."""
+        ...
+
+    def render(
+        self, messages: list[dict], think: bool, tools: list[dict] | None = None, generation: bool = True
+    ) -> str:
+        """The prompt as text."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,142 @@
+"""Generation: evaluate the prompt (reusing the context's state), then sample and decode token by
+token until a stop rule holds, closing the think block when the reasoning budget runs out."""
+
+from __future__ import annotations
+
+import codecs
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ..events import Done, Event, Notice, Stats
+from .base import GenerateOptions
+from .llamacpp import Model
+from .sampler import Sampler
+from .thinking import ThinkSplitter
+
+# What Qwen's own reasoning-budget recipe appends when the budget runs out.
+BUDGET_CLOSE = (
+    "\n\nConsidering the limited time by the user, I have to give the solution based on the "
+    "thinking directly now.\n</think>\n\n"
+)
+
+
+@dataclass(frozen=True)
+class PromptRun:
+    """How the prompt was evaluated: the first half of the stats."""
+
+    n_tokens: int
+    reused: int  # tokens the context already held
+    started: float  # perf_counter() when its evaluation began
+    seconds: float
+
+
+def evaluate_prompt(model: Model, tokens: list[int], boundary: int, started: float) -> PromptRun:
+    """Leave the context holding `tokens`, evaluating only what it does not hold yet, and save a
+    checkpoint at the turn `boundary` (0: none) for the next turn to start from."""
+    cache = model.cache
+    reused = cache.reuse(tokens)
+    try:
+        if reused < boundary:
+            model.decode(tokens[reused:boundary])
+            cache.checkpoint()
+        model.decode(tokens[len(cache.live) :])
+    except BaseException:  # Ctrl-C while reading the prompt
+        cache.interrupted()
+        raise
+    return PromptRun(len(tokens), reused, started, time.perf_counter() - started)
+
+
+@dataclass
+class Tally:
+    """What generation has produced so far."""
+
+    tokens: list[int] = field(default_factory=list)
+    reasoning_tokens: int = 0
+    finish: str = "stop"
+    ttft_s: float = 0.0
+    started: float = field(default_factory=time.perf_counter)  # when the first token was sampled
+
+    def stats(self, model: Model, prompt: PromptRun) -> Stats:
+        return Stats(
+            load_s=model.load_s,
+            prompt_tokens=prompt.n_tokens,
+            prompt_s=prompt.seconds,
+            generated_tokens=len(self.tokens),
+            reasoning_tokens=self.reasoning_tokens,
+            generate_s=time.perf_counter() - self.started,
+            ttft_s=self.ttft_s,
+            n_ctx=model.n_ctx,
+            reused_tokens=prompt.reused,
+        )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The stop rules that count generated tokens, and the reasoning budget.
+
+    While generating, the context holds the prompt and all generated tokens but the last, so
+    "the context is full" (the next token has no room) is a count of generated tokens too."""
+
+    max_tokens: int | None  # --max-tokens
+    room: int  # the context's size less the prompt
+    budget: int | None  # reasoning tokens before the think block is closed
+
+    @classmethod
+    def of(cls, options: GenerateOptions, n_ctx: int, prompt: PromptRun) -> Limits:
+        budget = options.think_budget if options.think else None
+        return cls(options.max_tokens, n_ctx - prompt.n_tokens, budget or None)
+
+    @property
+    def stop_at(self) -> int:
+        """The number of generated tokens at which one of the rules holds."""
+        return self.room if self.max_tokens is None else min(self.max_tokens, self.room)
+
+    def reached(self, n_generated: int, n_ctx: int) -> tuple[str, Notice]:
+        """The finish reason and its notice (--max-tokens first, as it is checked first)."""
+        if self.max_tokens is not None and n_generated >= self.max_tokens:
+            return "length", Notice(f"stopped at the limit of {self.max_tokens} tokens (--max-tokens)")
+        return "context", Notice(f"stopped: the context of {n_ctx} tokens is full (raise --ctx)")
+
+
+def generate(model: Model, options: GenerateOptions, prompt: PromptRun) -> Iterator[Event]:
+    """Sample after the evaluated prompt: text and reasoning events as they decode, then Done."""
+    lib, ctx, vocab, piece = model.lib, model.ctx, model.vocab, model.tokenizer.piece
+    limits = Limits.of(options, model.n_ctx, prompt)
+    stop_at = limits.stop_at
+    splitter = ThinkSplitter(options.think)
+    utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+    tally = Tally()
+    tokens = tally.tokens
+    with Sampler(lib, vocab, options) as sampler:
+        try:
+            while True:
+                token = lib.llama_sampler_sample(sampler.chain, ctx, -1)
+                if not tokens:
+                    tally.started = time.perf_counter()
+                    tally.ttft_s = tally.started - prompt.started
+                if lib.llama_vocab_is_eog(vocab, token) and not options.ignore_eos:
+                    break
+                tokens.append(token)
+                was_reasoning = splitter.in_reasoning
+                yield from splitter.feed(utf8.decode(piece(token)))
+                tally.reasoning_tokens += was_reasoning
+                if len(tokens) >= stop_at:
+                    tally.finish, notice = limits.reached(len(tokens), model.n_ctx)
+                    yield notice
+                    break
+                step = [token]
+                if limits.budget and splitter.in_reasoning and tally.reasoning_tokens >= limits.budget:
+                    close = model.tokenizer.tokenize(BUDGET_CLOSE, special=True)
+                    if len(tokens) + len(close) < limits.room:
+                        yield Notice(f"reasoning budget of {limits.budget} tokens reached; answering now")
+                        step += close
+                        tokens += close
+                        yield from splitter.feed(utf8.decode(b"".join(piece(t) for t in close)))
+                model.decode(step)
+            yield from splitter.feed(utf8.decode(b"", final=True))
+            yield from splitter.flush()
+        except BaseException:  # Ctrl-C or a closed generator: the context may be mid-step
+            model.cache.interrupted()
+            raise
+    yield Done(splitter.answer, splitter.reasoning, tally.finish, tally.stats(model, prompt), tuple(tokens))

@@ -1,0 +1,241 @@
+"""llama-cpp-python: imported once with its log captured, the checks made before loading, and the
+ctypes model, context, batch and tokenizer.
+
+With the rest of this package, the only code that touches llama-cpp-python; it uses the C API
+directly: explicit context size, threads and GPU layers (never the library's defaults of 512 tokens
+on the CPU), one reusable batch, and a detokenizer that decodes every token whole (llama-cpp-python
+0.3.36 drops any token longer than 32 bytes). llama.cpp's own log goes to a buffer (printed with
+QWENLOCAL_DEBUG=1), so a failed load can be explained in one line instead of a page of loader output.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from collections import deque
+from pathlib import Path
+
+from ..errors import Exit, QwenlocalError
+from .base import LoadOptions
+from .statecache import StateCache
+
+GGUF_MAGIC = b"GGUF"
+log_lines: deque[str] = deque(maxlen=50)
+_log_callback = None  # keeps the ctypes callback alive
+
+
+def llama_lib():
+    """Import llama_cpp once, route its log into a buffer (shown with QWENLOCAL_DEBUG=1)."""
+    global _log_callback
+    import llama_cpp
+
+    if _log_callback is None:
+        from ..config import debug
+
+        show = debug()
+
+        @llama_cpp.llama_log_callback
+        def callback(level, text, user_data):
+            line = text.decode("utf-8", "replace")
+            log_lines.append(line)
+            if show:
+                import sys
+
+                sys.stderr.write(line)
+
+        _log_callback = callback
+        llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+        llama_cpp.llama_backend_init()
+    return llama_cpp
+
+
+def gpu_offload_supported() -> bool:
+    return bool(llama_lib().llama_supports_gpu_offload())
+
+
+def check_gguf(path: Path) -> None:
+    """Refuse what llama.cpp cannot load, before it tries: missing files and non-GGUF files."""
+    if not path.exists():
+        raise QwenlocalError(
+            f"model file not found: {path}",
+            hint="check the path, or name a catalog model such as 2b (see `qwenlocal list`)",
+            code=Exit.MODEL_FILE,
+        )
+    if not path.is_file():
+        raise QwenlocalError(
+            f"not a file: {path}", hint="give the path of a .gguf file", code=Exit.MODEL_FILE
+        )
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise QwenlocalError(f"cannot read {path}: {exc.strerror}", code=Exit.MODEL_FILE) from None
+    if magic != GGUF_MAGIC:
+        raise QwenlocalError(
+            f"{path} is not a GGUF model file",
+            hint="qwenlocal runs GGUF files; get one with `qwenlocal pull`",
+            code=Exit.MODEL_FILE,
+        )
+
+
+def load_error(path: Path) -> QwenlocalError:
+    errors = [line.strip() for line in log_lines if "error" in line.lower() or "fail" in line.lower()]
+    detail = next((e for e in reversed(errors) if "corrupt" in e or "bounds" in e or "truncat" in e), None)
+    detail = detail or (errors[0] if errors else "llama.cpp could not load it")
+    return QwenlocalError(
+        f"cannot load {path}: {detail.split(': ', 1)[-1].removeprefix('error loading model: ')}",
+        hint="the file may be truncated or corrupt: download it again (`qwenlocal pull`), "
+        "or run with QWENLOCAL_DEBUG=1 for llama.cpp's log",
+        code=Exit.MODEL_FILE,
+    )
+
+
+class Model:
+    """One loaded GGUF: its weights and vocabulary, one context with its batch and state cache."""
+
+    def __init__(self, path: Path, options: LoadOptions) -> None:
+        self.path, self.options = path, options
+        check_gguf(path)
+        lib = self.lib = llama_lib()
+        started = time.perf_counter()
+        log_lines.clear()
+        mparams = lib.llama_model_default_params()
+        mparams.n_gpu_layers = options.n_gpu_layers
+        # Read the weights into memory rather than mmap them: llama.cpp repacks most CPU weights
+        # into a faster layout, and with mmap the original pages stay resident too (~40% of the
+        # file held twice). The pick has already checked that the model fits in free RAM.
+        mparams.load_mode = lib.LLAMA_LOAD_MODE_NONE
+        self.model = lib.llama_model_load_from_file(str(path).encode(), mparams)
+        if not self.model:
+            raise load_error(path)
+        self.vocab = lib.llama_model_get_vocab(self.model)
+        cparams = lib.llama_context_default_params()
+        cparams.n_ctx = options.n_ctx
+        cparams.n_batch = cparams.n_ubatch = options.n_batch
+        cparams.n_seq_max = 1
+        cparams.n_outputs_max = 1  # logits for the last token only: a smaller compute buffer
+        cparams.n_threads = cparams.n_threads_batch = options.n_threads
+        self.ctx = lib.llama_init_from_model(self.model, cparams)
+        if not self.ctx:
+            lib.llama_model_free(self.model)
+            self.model = None
+            raise QwenlocalError(
+                f"cannot create a context of {options.n_ctx} tokens for {path.name}",
+                hint="try a smaller --ctx (the machine may be short of memory)",
+                code=Exit.DOES_NOT_FIT,
+            )
+        self.n_ctx = lib.llama_n_ctx(self.ctx)
+        self.batch = lib.llama_batch_init(options.n_batch, 0, 1)
+        self.tokenizer = Tokenizer(lib, self.vocab)
+        self.cache = StateCache(lib, self.ctx)
+        self.load_s = time.perf_counter() - started
+
+    # -- model facts ----------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = self.lib.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            self.lib.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", "replace")
+
+    @property
+    def n_embd(self) -> int:
+        return self.lib.llama_model_n_embd(self.model)
+
+    @property
+    def n_ctx_train(self) -> int:
+        return self.lib.llama_model_n_ctx_train(self.model)
+
+    # -- evaluation -----------------------------------------------------------------------
+
+    def decode(self, tokens: list[int]) -> None:
+        """Evaluate `tokens` after what the context holds, in batches; logits for the last one."""
+        lib, batch, n_batch = self.lib, self.batch, self.options.n_batch
+        start = len(self.cache.live)
+        for offset in range(0, len(tokens), n_batch):
+            chunk = tokens[offset : offset + n_batch]
+            batch.n_tokens = len(chunk)
+            for i, tok in enumerate(chunk):
+                batch.token[i] = tok
+                batch.pos[i] = start + offset + i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = False
+            batch.logits[len(chunk) - 1] = offset + len(chunk) == len(tokens)
+            rc = lib.llama_decode(self.ctx, batch)
+            if rc == 0:
+                self.cache.live += chunk
+            else:
+                self.cache.reset()
+                raise QwenlocalError(
+                    f"llama.cpp failed to evaluate the prompt (llama_decode returned {rc})",
+                    hint="the context may be full or memory short: try a smaller --ctx",
+                    code=Exit.ERROR,
+                )
+
+    def close(self) -> None:
+        lib = self.lib
+        if getattr(self, "batch", None) is not None:
+            lib.llama_batch_free(self.batch)
+            self.batch = None
+        if getattr(self, "ctx", None):
+            lib.llama_free(self.ctx)
+            self.ctx = None
+        if getattr(self, "model", None):
+            lib.llama_model_free(self.model)
+            self.model = None
+
+
+class Tokenizer:
+    """Text <-> tokens with the model's vocabulary."""
+
+    def __init__(self, lib, vocab) -> None:
+        self._lib, self._vocab = lib, vocab
+        self._pieces: dict[int, bytes] = {}
+
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        """Tokens of `text`; control-token texts in it become control tokens only with `special`."""
+        data = text.encode("utf-8")
+        size = len(data) + 16
+        buf = (self._lib.llama_token * size)()
+        n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, size, False, special)
+        if n < 0:  # cannot happen with one token per byte at most, but be exact anyway
+            buf = (self._lib.llama_token * -n)()
+            n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, -n, False, special)
+        return list(buf[:n])
+
+    def controls(self) -> dict[str, int]:
+        """The text and id of every control token of the vocabulary."""
+        lib, vocab = self._lib, self._vocab
+        found = {}
+        for token in range(lib.llama_vocab_n_tokens(vocab)):
+            if lib.llama_vocab_is_control(vocab, token):
+                text = self._special_text(token)
+                if text:
+                    found[text] = token
+        return found
+
+    def _special_text(self, token: int) -> str:
+        buf = ctypes.create_string_buffer(256)
+        n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
+        return buf.raw[: max(n, 0)].decode("utf-8", "replace")
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token, however long (the library's own detokenize stops at 32)."""
+        cached = self._pieces.get(token)
+        if cached is not None:
+            return cached
+        buf = ctypes.create_string_buffer(64)
+        n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        self._pieces[token] = buf.raw[:n]
+        return self._pieces[token]
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return b"".join(self.piece(t) for t in tokens).decode("utf-8", "replace")

@@ -1,0 +1,54 @@
+"""A fake Engine for loop logic (the agent, a chat session): scripted replies, no model.
+
+Anything that depends on real tokens, the template or llama.cpp belongs on the real engine with
+the GGUFs of `qwenlocal.testing.ggufs`; this one only replays text and records what it was shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from ..engine import GenerateOptions
+from ..events import Done, Event, Stats
+
+
+class FakeEngine:  # an Engine (qwenlocal.engine.Engine)
+    """Answers with the next scripted reply ("done" when they run out); records the conversations
+    it was shown in `seen` and the tools offered in `tools_seen`.
+
+    `expect_tools`: tool names every call must offer (an AssertionError otherwise)."""
+
+    def __init__(self, replies: Iterable[str], expect_tools: Iterable[str] = (), n_ctx: int = 100) -> None:
+        self.replies = list(replies)
+        self.expect_tools = set(expect_tools)
+        self.n_ctx = n_ctx
+        self.seen: list[list[dict]] = []
+        self.tools_seen: list[list[dict] | None] = []
+        self.closed = False
+
+    def stream(
+        self,
+        messages: list[dict],
+        options: GenerateOptions,
+        tools: list[dict] | None = None,
+        checkpoint: bool = True,
+    ) -> Iterator[Event]:
+        self.seen.append([dict(m) for m in messages])
+        self.tools_seen.append(tools)
+        if self.expect_tools:
+            assert tools and {t["function"]["name"] for t in tools} >= self.expect_tools
+        reply = self.replies.pop(0) if self.replies else "done"
+        yield Done(reply, "", "stop", Stats(0, 1, 0, 1, 0, 0, 0, self.n_ctx))
+
+    def render(
+        self, messages: list[dict], think: bool, tools: list[dict] | None = None, generation: bool = True
+    ) -> str:
+        text = "".join(f"{m['role']}: {m.get('content') or ''}\n" for m in messages)
+        return text + ("assistant: " if generation else "")
+
+    def prompt_tokens(self, messages: list[dict], think: bool, tools: list[dict] | None = None) -> list[int]:
+        """One token per word of the rendered prompt."""
+        return list(range(len(self.render(messages, think, tools).split())))
+
+    def close(self) -> None:
+        self.closed = True
