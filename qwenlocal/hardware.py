@@ -140,7 +140,7 @@ def detect(gpu_offload: bool | None = None) -> Hardware:
     threads, logical = _usable_threads()
     apple = sys.platform == "darwin" and platform.machine() == "arm64"
     if gpu_offload is None:
-        from .llamacpp import gpu_offload_supported
+        from .engine import gpu_offload_supported
 
         gpu_offload = gpu_offload_supported()
     gpus = _nvidia_gpus()

@@ -229,7 +229,7 @@ def write_random(path: Path | str, shape: Shape = Shape(), seed: int = 0, f16: b
 
 def quantize(src: Path | str, dst: Path | str, ftype: str = "Q4_K_M", threads: int = 0) -> Path:
     """Quantize a GGUF with llama.cpp's own quantizer (K-quants need it; gguf-py has none)."""
-    from qwenlocal.llamacpp import llama_lib  # llama.cpp with its log routed (quiet)
+    from qwenlocal.engine.llamacpp import llama_lib  # llama.cpp with its log routed (quiet)
 
     llama_cpp = llama_lib()
     params = llama_cpp.llama_model_quantize_default_params()
