@@ -10,7 +10,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,10 @@ from .errors import Exit, QwenlocalError
 
 def conversations_dir() -> Path:
     return data_dir() / "conversations"
+
+
+def _ignore(text: str) -> None:
+    pass
 
 
 @dataclass
@@ -112,9 +116,9 @@ class Conversation:
         return conv
 
     @classmethod
-    def _readable(cls) -> Iterator[Conversation]:
-        """Saved conversations, newest first; a damaged file is skipped with a warning, so that one
-        bad file does not hide all the others."""
+    def _readable(cls, warn: Callable[[str], None]) -> Iterator[Conversation]:
+        """Saved conversations, newest first; a damaged file is skipped (and `warn` told), so that
+        one bad file does not hide all the others."""
         folder = conversations_dir()
         if not folder.is_dir():
             return
@@ -123,20 +127,18 @@ class Conversation:
             try:
                 yield cls.load(path)
             except QwenlocalError as error:
-                from .render import warn
-
                 warn(f"skipped: {error.message}")
 
     @classmethod
-    def saved(cls) -> list[Conversation]:
+    def saved(cls, warn: Callable[[str], None] = _ignore) -> list[Conversation]:
         """Saved conversations that can be read, newest first (the numbers of `--list`)."""
-        return list(cls._readable())
+        return list(cls._readable(warn))
 
     @classmethod
-    def find(cls, ref: str | None) -> Conversation:
+    def find(cls, ref: str | None, warn: Callable[[str], None] = _ignore) -> Conversation:
         """`None` or "last": the newest; a number: from `--list`; else an id or a path."""
         if ref in (None, "", "last"):
-            newest = next(cls._readable(), None)
+            newest = next(cls._readable(warn), None)
             if newest is None:
                 raise QwenlocalError(
                     "there is no saved conversation yet",
@@ -145,7 +147,7 @@ class Conversation:
                 )
             return newest
         if ref.isdigit():
-            saved = cls.saved()
+            saved = cls.saved(warn)
             if 1 <= int(ref) <= len(saved):
                 return saved[int(ref) - 1]
         by_id = conversations_dir() / f"{ref}.json"
@@ -156,6 +158,18 @@ class Conversation:
         raise QwenlocalError(
             f"no saved conversation '{ref}'", hint="`qwenlocal chat --list` shows them", code=Exit.BAD_INPUT
         )
+
+
+def to_markdown(conv: Conversation) -> str:
+    """The conversation to read (`/save notes.md`)."""
+    parts = [f"# {conv.title or 'Conversation'}\n"]
+    if conv.system:
+        parts.append(f"_System:_ {conv.system}\n")
+    for m in conv.messages:
+        who = {"user": "You", "assistant": "Qwen"}.get(m["role"], m["role"])
+        mark = " _(interrupted)_" if m.get("interrupted") else ""
+        parts.append(f"**{who}:**{mark}\n\n{m['content']}\n")
+    return "\n".join(parts)
 
 
 ROLES = ("system", "user", "assistant", "tool")

@@ -1,6 +1,8 @@
 """From settings to a loaded engine: resolve the name, pick the fit, find the file, load it.
 
-`run`, `chat` and `agent` all start here.
+`run`, `chat` and `agent` all start here: `plan` says what to load and where it is on disk (or
+that it is not downloaded); the command decides whether to download it (commands/loading.py);
+`load` loads it. Nothing here asks or prints: warnings come back in `Loaded.warnings`.
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ from pathlib import Path
 from . import catalog as catalog_mod
 from .catalog import CatalogTarget, FileTarget, ModelSpec, QuantFile, Sampling
 from .config import Settings
-from .engine import GenerateOptions, LlamaEngine, LoadOptions, with_temperature
+from .engine import GenerateOptions, LlamaEngine, LoadOptions, check_gguf, with_temperature
 from .errors import Exit, QwenlocalError
 from .hardware import Choice, Hardware, Want, detect, pick
-from .llamacpp import check_gguf
 
 # Defaults for a GGUF that is not one of the four catalog sizes.
 _GENERIC_SAMPLING = Sampling(0.7, 0.8, 20, 0.0, 1.5, 1.0)
@@ -111,12 +112,19 @@ def _check_fits(choice: Choice, settings: Settings, named: bool) -> None:
     )
 
 
-def open_model(settings: Settings, hw: Hardware | None = None) -> Loaded:
-    choice, path, label = plan(settings, hw)
-    if path is None:
-        from .manage import ensure_downloaded
+def not_downloaded(choice: Choice) -> QwenlocalError:
+    """The error for a catalog model that is not in the cache, naming the command to get it."""
+    spec, quant = choice.model, choice.quant
+    label = f"{spec.aliases[0]}:{quant.quant.lower()}"
+    return QwenlocalError(
+        f"{spec.display} {quant.quant} is not downloaded yet ({quant.bytes / 1e9:.1f} GB)",
+        hint=f"run `qwenlocal pull {label}`, or add --pull",
+        code=Exit.NOT_DOWNLOADED,
+    )
 
-        path = ensure_downloaded(choice.model, choice.quant, allow=settings.pull)
+
+def load(settings: Settings, choice: Choice, path: Path, label: str) -> Loaded:
+    """Load the planned file; what the user should know comes back in `Loaded.warnings`."""
     warnings = [] if choice.fits else [f"this may not fit in memory: {choice.reason}"]
     threads = settings.threads or choice.n_threads
     usable = 2 * (os.cpu_count() or 1)  # more threads than this only slows llama.cpp down

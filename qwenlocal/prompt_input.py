@@ -7,9 +7,9 @@ commit message"`). A stdin that stays open without data never hangs the program:
 
 from __future__ import annotations
 
+import io
 import os
 import select
-import sys
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -22,12 +22,18 @@ class StdinRead:
     timed_out: bool = False
 
 
-def read_stdin(timeout: float, stream: BinaryIO | None = None) -> StdinRead:
-    stream = stream if stream is not None else getattr(sys.stdin, "buffer", None)
+def read_stdin(timeout: float, stream: BinaryIO | None) -> StdinRead:
+    """The terminal's stdin (its binary buffer), read whole unless it is a TTY or stays silent."""
     if stream is None or stream.closed:
         return StdinRead(None)
     try:
-        if os.isatty(stream.fileno()):
+        fd = stream.fileno()
+    except io.UnsupportedOperation:  # in memory (a test's terminal): it cannot keep us waiting
+        return StdinRead(decode(stream.read()))
+    except (OSError, ValueError):
+        return StdinRead(None)
+    try:
+        if os.isatty(fd):
             return StdinRead(None)
         ready, _, _ = select.select([stream], [], [], timeout)
     except (OSError, ValueError):  # no usable file descriptor

@@ -1,4 +1,4 @@
-"""Everything that writes to the terminal: the answer on stdout, the rest on stderr.
+"""How events look: the answer on stdout, the rest on stderr, through a `Terminal`.
 
 On a TTY the answer is rendered as Markdown while it streams (finished lines go to the
 scrollback above a short live area, as aider's mdstream does) and reasoning is dimmed on stderr.
@@ -13,9 +13,15 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .events import Done, Event, Notice, ReasoningDelta, Stats, TextDelta
+
+if TYPE_CHECKING:
+    from .terminal import Terminal
+
+
+# -- for agent/view.py, until it writes through a Terminal too ------------------------------------
 
 
 def is_tty(stream: TextIO) -> bool:
@@ -40,18 +46,15 @@ def warn(text: str) -> None:
     sys.stderr.flush()
 
 
+# -------------------------------------------------------------------------------------------------
+
+
 def footer_text(stats: Stats) -> str:
     percent = 100 * stats.ctx_used / max(stats.n_ctx, 1)
     return (
         f"{stats.generate_tps:.1f} tok/s · first token {stats.ttft_s:.2f}s · "
         f"context {stats.ctx_used:,}/{stats.n_ctx:,} ({percent:.0f}%)"
     )
-
-
-def footer(stats: Stats) -> None:
-    """The line after each chat answer: speed, latency, and how full the context is."""
-    console = err_console()
-    console.print(footer_text(stats), style="dim", highlight=False)
 
 
 def stats_line(stats: Stats) -> str:
@@ -118,6 +121,7 @@ class MarkdownStream:
 class Renderer:
     """Turns events into output. One per answer."""
 
+    term: Terminal
     markdown: bool  # stdout is a TTY: render the answer as Markdown
     show_reasoning: bool
     verbose: bool = False
@@ -130,16 +134,10 @@ class Renderer:
         self._reasoning = ""
         self._in_reasoning = False
         self._stream: MarkdownStream | None = None
-        self._err = err_console() if is_tty(sys.stderr) else None
+        term = self.term
+        self._out, self._errs = term.stdout, term.stderr
+        self._err = term.err_console() if term.is_tty(term.stderr) else None
         self._fold: ReasoningFold | None = None
-
-    @property
-    def answer_so_far(self) -> str:
-        return self._answer
-
-    @property
-    def reasoning_so_far(self) -> str:
-        return self._reasoning
 
     def handle(self, event: Event) -> None:
         if isinstance(event, ReasoningDelta):
@@ -155,14 +153,14 @@ class Renderer:
                 if self._stream is None:
                     from rich.console import Console
 
-                    self._stream = MarkdownStream(Console(file=sys.stdout, highlight=False))
+                    self._stream = MarkdownStream(Console(file=self._out, highlight=False))
                 self._stream.update(self._answer)
             else:
-                sys.stdout.write(event.text)
-                sys.stdout.flush()
+                self._out.write(event.text)
+                self._out.flush()
         elif isinstance(event, Notice):
             self._end_reasoning()
-            warn(event.text)
+            self.term.warn(event.text)
         elif isinstance(event, Done):
             self.finish(event)
 
@@ -176,8 +174,8 @@ class Renderer:
         if self._err is not None:
             self._err.print(text, style="dim italic", end="")
         else:
-            sys.stderr.write(text)
-        sys.stderr.flush()
+            self._errs.write(text)
+        self._errs.flush()
         self._in_reasoning = True
 
     def _end_reasoning(self) -> None:
@@ -187,15 +185,15 @@ class Renderer:
             self._in_reasoning = False
             return
         if self._in_reasoning:
-            sys.stderr.write("\n\n" if self._err else "\n")
-            sys.stderr.flush()
+            self._errs.write("\n\n" if self._err else "\n")
+            self._errs.flush()
             self._in_reasoning = False
 
     def finish(self, done: Done) -> None:
         self._end_reasoning()
         self._close(done.finish, done.stats.as_dict())
         if self.verbose:
-            warn(stats_line(done.stats))
+            self.term.warn(stats_line(done.stats))
 
     def interrupted(self) -> None:
         """Ctrl-C: keep what was written, close the live area, end the line."""
@@ -207,12 +205,12 @@ class Renderer:
         if self.json_mode:
             payload = {"answer": self._answer, "reasoning": self._reasoning, "model": self.model,
                        "finish": finish, "stats": stats}  # fmt: skip
-            sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+            self._out.write(json.dumps(payload, ensure_ascii=False) + "\n")
         elif self._stream is not None:
             self._stream.update(self._answer, final=True)
         elif self._answer and not self._answer.endswith("\n"):
-            sys.stdout.write("\n")
-        sys.stdout.flush()
+            self._out.write("\n")
+        self._out.flush()
 
 
 class ReasoningFold:
@@ -246,16 +244,17 @@ class ReasoningFold:
         )
 
 
-class loading:  # noqa: N801 - used as a context manager, reads like a statement
-    """A spinner on stderr while something slow happens, only on a TTY with colour allowed."""
+class Spinner:
+    """A spinner on stderr while something slow happens, only where the terminal allows colour."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, term: Terminal, text: str) -> None:
+        self.term = term
         self.text = text
         self._status = None
 
-    def __enter__(self) -> loading:
-        if is_tty(sys.stderr) and color_allowed():
-            self._status = err_console().status(self.text)
+    def __enter__(self) -> Spinner:
+        if self.term.colour():
+            self._status = self.term.err_console().status(self.text)
             self._status.start()
         return self
 
@@ -267,7 +266,8 @@ class loading:  # noqa: N801 - used as a context manager, reads like a statement
 class DownloadProgress:
     """Download progress on stderr: a Rich bar (bytes, speed, ETA) on a TTY, else sparse lines."""
 
-    def __init__(self, label: str, plain_every: float = 10.0) -> None:
+    def __init__(self, term: Terminal, label: str, plain_every: float = 10.0) -> None:
+        self.term = term
         self.label = label
         self.plain_every = plain_every
         self._bar = None
@@ -275,7 +275,7 @@ class DownloadProgress:
         self._last = 0.0
         self._started = time.monotonic()
         self._first: int | None = None
-        if is_tty(sys.stderr) and color_allowed():
+        if term.colour():
             from rich.progress import (
                 BarColumn,
                 DownloadColumn,
@@ -290,7 +290,7 @@ class DownloadProgress:
                 DownloadColumn(),
                 TransferSpeedColumn(),
                 TimeRemainingColumn(),
-                console=err_console(),
+                console=term.err_console(),
                 transient=False,
             )
 
@@ -298,7 +298,7 @@ class DownloadProgress:
         if self._first is None:  # the start (download.Progress): bytes kept from an earlier try
             self._first, self._last = done, time.monotonic()
             if done:
-                warn(f"resuming {self.label} at {done / 1e9:.2f} of {total / 1e9:.2f} GB")
+                self.term.warn(f"resuming {self.label} at {done / 1e9:.2f} of {total / 1e9:.2f} GB")
         if self._bar is not None:
             if self._task is None:
                 self._bar.start()
@@ -309,7 +309,7 @@ class DownloadProgress:
         if now - self._last >= self.plain_every or done >= total:
             self._last = now
             rate = (done - self._first) / max(now - self._started, 1e-6)
-            warn(
+            self.term.warn(
                 f"{self.label}: {done / 1e9:.2f}/{total / 1e9:.2f} GB ({100 * done / max(total, 1):.0f}%), "
                 f"{rate / 1e6:.1f} MB/s"
             )

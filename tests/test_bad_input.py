@@ -14,8 +14,16 @@ from pathlib import Path
 import pytest
 
 from qwenlocal.errors import Exit, QwenlocalError
+from qwenlocal.testing.cli import run as run_in_process
 
 from .conftest import ANSWER
+
+
+@pytest.fixture
+def cli():
+    """The CLI in-process; `run_cli` below runs it in a subprocess, for what only a process has
+    (signals, argv bytes, closed descriptors)."""
+    return run_in_process
 
 
 def one_line_error(result, code: Exit) -> str:
@@ -108,29 +116,28 @@ def test_a_catalog_model_with_a_context_too_large_is_refused_too():
 
 
 def test_an_empty_model_name_is_an_unknown_model():
+    from qwenlocal.cache import target_quant
     from qwenlocal.config import load_settings
     from qwenlocal.loader import plan
-    from qwenlocal.manage import pull
 
     settings = load_settings({"model": ""})
     with pytest.raises(QwenlocalError) as err:
         plan(settings, tiny_machine())
     assert err.value.code == Exit.UNKNOWN_MODEL and "valid models" in err.value.hint
     with pytest.raises(QwenlocalError) as err:
-        pull("", settings)
+        target_quant("", settings)  # what `qwenlocal pull ''` pulls
     assert err.value.code == Exit.UNKNOWN_MODEL
 
 
 def test_show_of_a_truncated_gguf_is_a_model_file_error(random_model, tmp_path):
-    from qwenlocal.config import load_settings
-    from qwenlocal.manage import show
+    from qwenlocal.cache import show
 
     data = random_model.read_bytes()
     for size in [*range(100, 16_000, 500), len(data) // 2]:  # in the metadata, in the tensors
         bad = tmp_path / f"cut{size}.gguf"
         bad.write_bytes(data[:size])
         with pytest.raises(QwenlocalError) as err:
-            show(str(bad), load_settings({}))
+            show(str(bad))
         assert err.value.code == Exit.MODEL_FILE and str(bad) in err.value.message
 
 
@@ -166,15 +173,18 @@ def test_malformed_conversation_files_are_bad_input(tmp_path, text):
 
 def test_a_damaged_conversation_is_skipped_with_a_warning(isolated_home, capsys):
     from qwenlocal.conversation import Conversation
+    from qwenlocal.terminal import Terminal
+
+    warn = Terminal().warn  # the core returns what it skipped; the command says so
 
     good = Conversation()
     good.add("user", "first question")
     damaged = saved_dir(isolated_home) / "zz-damaged.json"
     damaged.write_text('{"messages": 5}')
     os.utime(damaged, (time.time() + 60, time.time() + 60))  # the newest file
-    assert [c.id for c in Conversation.saved()] == [good.id]
-    assert Conversation.find(None).id == good.id  # --resume: the newest readable one
-    assert Conversation.find("1").id == good.id
+    assert [c.id for c in Conversation.saved(warn)] == [good.id]
+    assert Conversation.find(None, warn).id == good.id  # --resume: the newest readable one
+    assert Conversation.find("1", warn).id == good.id
     err = capsys.readouterr().err
     assert "skipped" in err and "zz-damaged.json" in err
 
@@ -248,9 +258,9 @@ def test_sigterm_in_json_mode_still_prints_one_object(endless_model):
     assert err.decode().strip().splitlines()[-1] == "qwenlocal: terminated"
 
 
-def test_a_bad_flag_is_one_line_too():
-    result = run_cli("run", "--temperature", "hot", "hi")
+def test_a_bad_flag_is_one_line_too(cli):
+    result = cli("run", "--temperature", "hot", "hi")
     err = one_line_error(result, Exit.USAGE)
     assert "--temperature" in err and "qwenlocal run --help" in err
-    result = run_cli("run", "--no-such-flag")
+    result = cli("run", "--no-such-flag")
     assert "--no-such-flag" in one_line_error(result, Exit.USAGE)

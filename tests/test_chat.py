@@ -1,4 +1,5 @@
-"""`qwenlocal chat` driven in a real pseudo-terminal (pexpect) on scripted GGUFs."""
+"""`qwenlocal chat` driven in a real pseudo-terminal (pexpect) on scripted GGUFs; piped chat
+in-process, and once end to end in a subprocess."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from .conftest import ANSWER, REASONING
+from qwenlocal.testing.cli import run as run_in_process
+
+from .conftest import ANSWER, REASONING, qwenlocal
 
 PROMPT = "›"
 FOOTER = r"context [\d,]+/[\d,]+ \(\d+%\)"  # the line after every answer
@@ -178,10 +181,10 @@ def test_resume_restores_the_conversation(answer_model, isolated_home):
     assert users == ["first question", "second question", "third question"]
 
 
-def test_list_and_open_past_conversations(cli, answer_model):
-    for text in ("about cats", "about dogs"):
-        assert cli("chat", "-m", str(answer_model), input=f"{text}\n".encode()).returncode == 0
-    listing = cli("chat", "--list").stdout.decode().splitlines()
+def test_list_and_open_past_conversations(answer_model):
+    for text in ("about cats", "about dogs"):  # piped chat end to end, in a subprocess
+        assert qwenlocal("chat", "-m", str(answer_model), input=f"{text}\n".encode()).returncode == 0
+    listing = run_in_process("chat", "--list").stdout.decode().splitlines()
     assert len(listing) == 2 and "about dogs" in listing[0] and "about cats" in listing[1]
     child = spawn("-m", str(answer_model), "--open", "2")
     assert "about cats" in child.banner
@@ -213,9 +216,9 @@ def test_full_context_moves_old_turns_out_with_a_notice(answer_model, isolated_h
 
 
 @pytest.mark.parametrize("json_mode", [False, True])
-def test_piped_stdin_answers_one_message_per_line(cli, answer_model, json_mode):
+def test_piped_stdin_answers_one_message_per_line(answer_model, json_mode):
     args = ["chat", "-m", str(answer_model), "--no-think"] + (["--json"] if json_mode else [])
-    result = cli(*args, input=b"first\n\nsecond\n")
+    result = run_in_process(*args, input=b"first\n\nsecond\n")
     assert result.returncode == 0, result.stderr
     out = result.stdout.decode()
     if json_mode:

@@ -1,4 +1,6 @@
-"""`qwenlocal run` end to end, in a subprocess, as a shell user or a script would use it."""
+"""`qwenlocal run` as a shell user or a script would use it: in-process on a terminal of buffers,
+and in a subprocess for one end-to-end path and what only a process has (its stdin pipe, signals,
+Python's own traceback)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,15 @@ import time
 import pytest
 
 from qwenlocal.errors import Exit
+from qwenlocal.testing.cli import run as run_in_process
 
-from .conftest import ANSWER, REASONING
+from .conftest import ANSWER, REASONING, qwenlocal
+
+
+@pytest.fixture
+def cli():
+    """The CLI in-process (conftest's `cli` runs a subprocess)."""
+    return run_in_process
 
 
 def no_traceback(result) -> None:
@@ -20,8 +29,8 @@ def no_traceback(result) -> None:
     assert len(result.stderr.decode().strip().splitlines()) == 1  # one line: message and hint
 
 
-def test_answer_alone_on_stdout(cli, answer_model):
-    result = cli("run", "--model", str(answer_model), "--no-think", "hello")
+def test_answer_alone_on_stdout(answer_model):
+    result = qwenlocal("run", "--model", str(answer_model), "--no-think", "hello")
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode() == ANSWER + "\n"
     assert result.stderr == b""
@@ -149,8 +158,8 @@ def test_corrupt_model_file(cli, tmp_path, answer_model):
     no_traceback(result)
 
 
-def test_debug_shows_the_traceback(cli):
-    result = cli("run", "-m", "7b", "hi", env={"QWENLOCAL_DEBUG": "1"})
+def test_debug_shows_the_traceback():
+    result = qwenlocal("run", "-m", "7b", "hi", env={"QWENLOCAL_DEBUG": "1"})
     assert b"Traceback" in result.stderr and result.returncode != 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from qwenlocal.commands.completions import SHELLS, completion_script
 from qwenlocal.errors import exit_code_table
-from qwenlocal.shell import SHELLS, completion_script
+from qwenlocal.testing.cli import run as run_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,18 +26,32 @@ def test_completion_scripts_match_the_cli(shell):
     )
 
 
-def _complete(words: str) -> list[str]:
-    env = {
-        **os.environ,
+def test_typer_s_private_completion_function_is_the_one_we_wrote_against():
+    """commands/completions.py's one private import from Typer: if an upgrade changes it, this
+    fails here rather than in a user's shell."""
+    from typer._completion_shared import get_completion_script
+
+    params = inspect.signature(get_completion_script).parameters
+    assert list(params) == ["prog_name", "complete_var", "shell"]
+    assert all(p.kind is p.KEYWORD_ONLY for p in params.values())
+
+
+def _env(words: str) -> dict:
+    return {
         "_QWENLOCAL_COMPLETE": "complete_bash",
         "COMP_WORDS": words,
         "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
     }
-    out = subprocess.run([sys.executable, "-m", "qwenlocal"], env=env, capture_output=True, text=True)
-    return out.stdout.split()
+
+
+def _complete(words: str) -> list[str]:
+    return run_in_process(env=_env(words)).stdout.decode().split()
 
 
 def test_completion_knows_commands_options_and_models():
+    env = {**os.environ, **_env("qwenlocal r")}  # once through a real process, as a shell does it
+    out = subprocess.run([sys.executable, "-m", "qwenlocal"], env=env, capture_output=True, text=True)
+    assert "run" in out.stdout.split()
     assert "run" in _complete("qwenlocal r")
     assert "doctor" in _complete("qwenlocal d")
     assert "--think-budget" in _complete("qwenlocal run --think-")

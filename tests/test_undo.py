@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
-from qwenlocal.agent import main as agent_main
 from qwenlocal.agent.undo import Run, runs_dir, undo_last
+from qwenlocal.commands.agent import undo_step
 from qwenlocal.errors import QwenlocalError
+from qwenlocal.terminal import Terminal
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def test_undo_never_deletes_outside_through_a_folder_that_became_a_link(ws, outs
         item.unlink()
     (ws / "d").rmdir()
     (ws / "d").symlink_to(outside)
-    agent_main.undo(ws)
+    undo_step(Terminal(), ws)
     assert (outside / "new.txt").read_text() == "outside, untouched\n"
     assert capsys.readouterr().err == (
         "qwenlocal: warning: not restored d/new.txt: d is a symlink or a file, not a folder "
@@ -116,7 +117,7 @@ def test_the_cli_prints_undo_warnings(ws, capsys):
     (ws / "d" / "f.txt").write_text("edited\n")
     (runs_dir() / "99999999-999999-aaaaaa").mkdir()
     (runs_dir() / "99999999-999999-aaaaaa" / "run.json").write_text("{")
-    agent_main.undo(ws)
+    undo_step(Terminal(), ws)
     err = capsys.readouterr().err
     assert "restored d/f.txt" in err and "damaged undo record" in err
 

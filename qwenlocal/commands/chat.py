@@ -1,15 +1,218 @@
-"""The terminal side of `qwenlocal chat`: prompt-toolkit input with history, multiline editing,
-completion of slash commands and @paths, and Ctrl-C / Ctrl-D handling."""
+"""`qwenlocal chat`: a conversation in the terminal, or one message per line from a pipe.
+
+On a terminal: prompt-toolkit input with history, multiline editing, completion of slash commands
+and @paths, and Ctrl-C / Ctrl-D handling. From a pipe: each line is a message, each answer plain
+text (or, with --json, one JSON object per line). The session itself (context, recording) is
+`session.ChatSession`; the slash commands are in `slash.py`.
+"""
 
 from __future__ import annotations
 
-import sys
+from typing import Annotated
 
-from .chat import COMMANDS, ChatSession, replay
-from .config import Settings, data_dir
-from .conversation import Conversation
-from .errors import QwenlocalError, Terminated
-from .render import is_tty, warn
+import typer
+
+from ..config import Settings, data_dir
+from ..conversation import Conversation
+from ..errors import QwenlocalError, Terminated
+from ..render import stats_line
+from ..session import ChatSession, attach_files
+from ..terminal import Terminal
+from . import slash
+from .options import (
+    Ctx,
+    GpuLayers,
+    Json,
+    MaxTokens,
+    Model,
+    Offline,
+    Pull,
+    Seed,
+    ShowReasoning,
+    System,
+    Temperature,
+    Think,
+    ThinkBudget,
+    Threads,
+    Verbose,
+    settings,
+    terminal,
+)
+
+
+def chat(
+    context: typer.Context,
+    model: Model = None,
+    system: System = None,
+    think: Think = None,
+    think_budget: ThinkBudget = None,
+    max_tokens: MaxTokens = None,
+    temperature: Temperature = None,
+    seed: Seed = None,
+    ctx: Ctx = None,
+    threads: Threads = None,
+    gpu_layers: GpuLayers = None,
+    json: Json = None,
+    verbose: Verbose = None,
+    show_reasoning: ShowReasoning = None,
+    pull: Pull = None,
+    offline: Offline = False,
+    resume: Annotated[bool, typer.Option("--resume", "-r", help="Continue the last conversation.")] = False,
+    open_: Annotated[
+        str | None,
+        typer.Option("--open", help="Continue a saved conversation: a number from --list, or an id."),
+    ] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List saved conversations and exit.")] = False,
+) -> None:
+    """Talk with a model in the terminal. Conversations are saved as they go.
+
+    With piped stdin: one message per line, each answered in plain text (JSON lines with --json).
+    """
+    term = terminal(context)
+    if list_:
+        for i, conv in enumerate(Conversation.saved(warn=term.warn), 1):
+            term.write(f"{i:3}  {conv.id}  {len(conv.messages):3} messages  {conv.title}\n")
+        return
+    start(term, settings(**locals()), resume, open_)
+
+
+class Chat:
+    """A chat session on a terminal: what the user sees of it."""
+
+    def __init__(self, term: Terminal, session: ChatSession) -> None:
+        self.term = term
+        self.session = session
+        self.interactive = term.line_editor
+
+    def load(self, settings: Settings) -> None:
+        from .loading import open_model
+
+        self.session.use(open_model(self.term, settings))
+        self.session.settings = settings
+
+    def send(self, text: str) -> None:
+        text, notes = attach_files(text)
+        for note in notes:
+            self.term.warn(note)
+        self.session.conversation.add("user", text)
+        self.answer()
+
+    def answer(self) -> None:
+        session, term, settings = self.session, self.term, self.session.settings
+        dropped = session.fit_context()
+        if dropped:
+            term.warn(
+                f"context full: moved the {dropped} oldest messages out of the context "
+                "(they stay in the saved conversation)"
+            )
+        renderer = term.renderer(
+            markdown=self.interactive and not settings.json,
+            show_reasoning=settings.show_reasoning
+            if settings.show_reasoning is not None
+            else self.interactive,
+            verbose=False,
+            json_mode=settings.json,
+            model=session.loaded.label,
+            fold_reasoning=self.interactive,
+        )
+        events = session.answer()
+        try:
+            for event in events:
+                renderer.handle(event)
+        except KeyboardInterrupt as stop:
+            events.close()
+            renderer.interrupted()
+            session.interrupted()
+            if isinstance(stop, Terminated):  # SIGTERM ends the session, the partial answer saved
+                raise
+            term.warn(
+                "interrupted: the partial answer is kept (marked as interrupted); /retry to answer again"
+            )
+            return
+        self._after(session.last)
+
+    def _after(self, done) -> None:
+        if self.interactive:
+            self.term.footer(done.stats)
+            if done.stats.ctx_used > 0.8 * done.stats.n_ctx:
+                self.term.warn(
+                    f"the context is {100 * done.stats.ctx_used // done.stats.n_ctx}% full: the oldest turns "
+                    "will be moved out next (/clear starts afresh)"
+                )
+        elif self.session.settings.verbose:
+            self.term.warn(stats_line(done.stats))
+
+    def replay(self) -> None:
+        """Show a resumed conversation's last few turns, so the user knows where it stands."""
+        for m in self.session.conversation.messages[-6:]:
+            who = "you" if m["role"] == "user" else "qwen"
+            text = m["content"] if len(m["content"]) < 400 else m["content"][:400] + "…"
+            mark = " [interrupted]" if m.get("interrupted") else ""
+            self.term.say(f"{who}{mark}: {text}")
+
+
+def start(term: Terminal, settings: Settings, resume: bool, open_ref: str | None) -> None:
+    conversation = (
+        Conversation.find(open_ref, warn=term.warn)
+        if (resume or open_ref)
+        else Conversation(system=settings.system)
+    )
+    chat = Chat(term, ChatSession(settings, conversation))
+    chat.load(settings)
+    try:
+        if not chat.interactive:
+            _piped(chat)
+            return
+        if resume or open_ref:
+            term.warn(f"resuming '{conversation.title}' ({len(conversation.messages)} messages)")
+            chat.replay()
+        term.warn(f"{chat.session.loaded.label} · /help for commands · Ctrl-D to leave")
+        _loop(chat)
+    finally:
+        chat.session.close()
+
+
+def _piped(chat: Chat) -> None:
+    """Not a terminal: one message per line; blank lines are skipped; slash commands work."""
+    for raw in chat.term.stdin:
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("/"):
+            if not slash.run(chat, line):
+                return
+            continue
+        chat.send(line)
+        chat.term.write("" if chat.session.settings.json else "\n")  # an empty line between answers
+
+
+def _loop(chat: Chat) -> None:
+    prompt = _prompt_session()
+    interrupted_at_prompt = False
+    while True:
+        try:
+            text = prompt.prompt("› ")
+        except KeyboardInterrupt as stop:
+            if isinstance(stop, Terminated):  # SIGTERM: leave now, not on a second Ctrl-C
+                raise
+            if interrupted_at_prompt:
+                return
+            interrupted_at_prompt = True
+            chat.term.warn("Ctrl-C again (or Ctrl-D) to leave")
+            continue
+        except EOFError:
+            return
+        interrupted_at_prompt = False
+        if not text.strip():
+            continue
+        try:
+            if text.lstrip().startswith("/"):
+                if not slash.run(chat, text.strip()):
+                    return
+            else:
+                chat.send(text)
+        except QwenlocalError as error:  # a bad command or message: say so and keep the session
+            chat.term.error(error)
 
 
 def _completer():
@@ -22,7 +225,7 @@ def _completer():
         def get_completions(self, document, complete_event):
             text = document.text_before_cursor
             if text.startswith("/") and " " not in text:
-                for name in COMMANDS:
+                for name in slash.COMMANDS:
                     if name.startswith(text):
                         yield Completion(name, start_position=-len(text))
                 return
@@ -34,7 +237,7 @@ def _completer():
     return ChatCompleter()
 
 
-def _session():
+def _prompt_session():
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory
     from prompt_toolkit.key_binding import KeyBindings
@@ -55,55 +258,3 @@ def _session():
         multiline=False,  # Enter sends; pasted newlines stay in the message (bracketed paste)
         prompt_continuation="… ",
     )
-
-
-def chat(settings: Settings, resume: bool, open_ref: str | None) -> None:
-    conversation = (
-        Conversation.find(open_ref) if (resume or open_ref) else Conversation(system=settings.system)
-    )
-    interactive = is_tty(sys.stdin) and is_tty(sys.stdout)
-    session = ChatSession(settings, conversation, interactive)
-    session.load()
-    try:
-        if not interactive:
-            from .chat import run_piped
-
-            run_piped(session)
-            return
-        if resume or open_ref:
-            warn(f"resuming '{conversation.title}' ({len(conversation.messages)} messages)")
-            replay(conversation)
-        warn(f"{session.loaded.label} · /help for commands · Ctrl-D to leave")
-        _loop(session)
-    finally:
-        session.close()
-
-
-def _loop(session: ChatSession) -> None:
-    prompt = _session()
-    interrupted_at_prompt = False
-    while True:
-        try:
-            text = prompt.prompt("› ")
-        except KeyboardInterrupt as stop:
-            if isinstance(stop, Terminated):  # SIGTERM: leave now, not on a second Ctrl-C
-                raise
-            if interrupted_at_prompt:
-                return
-            interrupted_at_prompt = True
-            warn("Ctrl-C again (or Ctrl-D) to leave")
-            continue
-        except EOFError:
-            return
-        interrupted_at_prompt = False
-        if not text.strip():
-            continue
-        try:
-            if text.lstrip().startswith("/"):
-                if not session.command(text.strip()):
-                    return
-            else:
-                session.send(text)
-        except QwenlocalError as error:  # a bad command or message: say so and keep the session
-            hint = f" (hint: {error.hint})" if error.hint else ""
-            warn(f"error: {error.message}{hint}")

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-import json
-import sys
+import json as json_mod
 from importlib import metadata
 
-from .config import Settings, config_file, data_dir
-from .hardware import detect
-from .loader import plan
+import typer
+
+from ..config import Settings, config_file, data_dir
+from .options import Ctx, Json, Model, settings, terminal
+
+
+def doctor(
+    context: typer.Context,
+    model: Model = None,
+    ctx: Ctx = None,
+    json: Json = None,
+) -> None:
+    """Show the hardware qwenlocal detected and the model it picks, with the reason."""
+    chosen = settings(model=model, ctx=ctx, json=json)
+    data = report(chosen)
+    terminal(context).write(json_mod.dumps(data, indent=2) + "\n" if chosen.json else describe(data))
 
 
 def _hf_cache() -> str:
@@ -18,6 +30,10 @@ def _hf_cache() -> str:
 
 
 def report(settings: Settings) -> dict:
+    """What was detected and what would run: the data of `doctor --json`."""
+    from ..hardware import detect
+    from ..loader import plan
+
     hw = detect()
     choice, path, label = plan(settings, hw)
     return {
@@ -33,11 +49,7 @@ def _size(n: int) -> str:
     return f"{n / 1024**3:.1f} GiB"
 
 
-def doctor(settings: Settings) -> None:
-    data = report(settings)
-    if settings.json:
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
-        return
+def describe(data: dict) -> str:
     hw, pick = data["hardware"], data["pick"]
     gpus = ", ".join(f"{g['name']} ({_size(g['free'])} free of {_size(g['total'])})" for g in hw["gpus"])
     lines = [
@@ -64,4 +76,4 @@ def doctor(settings: Settings) -> None:
     if pick["considered"]:
         lines.append("also considered:")
         lines += [f"  - {c}" for c in pick["considered"]]
-    sys.stdout.write("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,163 @@
+"""`qwenlocal agent`: set up the workspace, the shell, approval and the view, then solve the task
+(`agent.loop.Agent` does the work); `--undo` reverts the last step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..config import Settings
+from ..errors import Exit, QwenlocalError
+from ..loader import Loaded
+from ..terminal import Terminal
+from .options import (
+    Ctx,
+    GpuLayers,
+    Json,
+    Model,
+    Offline,
+    Pull,
+    Seed,
+    ShowReasoning,
+    System,
+    Temperature,
+    Think,
+    ThinkBudget,
+    Threads,
+    settings,
+    terminal,
+)
+
+
+def agent(
+    context: typer.Context,
+    task: Annotated[
+        str | None, typer.Argument(help="What to do, e.g. 'add a docstring to utils.py'.")
+    ] = None,
+    workspace: Annotated[
+        str | None, typer.Option("--workspace", "-w", help="The folder the agent works in. Default: here.")
+    ] = None,
+    auto_edit: Annotated[
+        bool, typer.Option("--auto-edit", help="Edit files without asking (shell still asks).")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Run everything without asking.")] = False,
+    max_steps: Annotated[
+        int, typer.Option("--max-steps", min=1, help="Stop after this many model turns.")
+    ] = 25,
+    undo: Annotated[bool, typer.Option("--undo", help="Revert the last step of the last run here.")] = False,
+    model: Model = None,
+    system: System = None,
+    think: Think = None,
+    think_budget: ThinkBudget = None,
+    temperature: Temperature = None,
+    seed: Seed = None,
+    ctx: Ctx = None,
+    threads: Threads = None,
+    gpu_layers: GpuLayers = None,
+    json: Json = None,
+    show_reasoning: ShowReasoning = None,
+    pull: Pull = None,
+    offline: Offline = False,
+) -> None:
+    """Let the model read, write and edit files and run commands in a workspace, with your approval.
+
+    File tools cannot leave the workspace; shell commands run sandboxed where bubblewrap works;
+    every change is snapshotted, and `qwenlocal agent --undo` reverts the last step.
+    """
+    from ..agent.loop import workspace_path
+
+    term = terminal(context)
+    where = workspace_path(workspace)
+    if undo:
+        undo_step(term, where)
+        return
+    if not task:
+        raise typer.BadParameter(
+            "give the task, e.g. qwenlocal agent 'fix the failing test'", param_hint="TASK"
+        )
+    mode = "yes" if yes else "auto-edit" if auto_edit else "ask"
+    finished = solve(term, task, settings(**locals()), where, mode, max_steps)
+    if finished.reason != "answered":
+        raise typer.Exit(int(Exit.AGENT_STOPPED))
+
+
+def check_workspace(path: Path) -> Path:
+    if not path.is_dir():
+        raise QwenlocalError(
+            f"the workspace {path} is not a directory",
+            hint="give --workspace an existing folder",
+            code=Exit.USAGE,
+        )
+    if path == Path(path.anchor) or path == Path.home().resolve():
+        raise QwenlocalError(
+            f"refusing to use {path} as the workspace: it is too broad",
+            hint="run the agent inside a project folder, or pass --workspace",
+            code=Exit.USAGE,
+        )
+    return path
+
+
+def solve(
+    term: Terminal,
+    task: str,
+    settings: Settings,
+    workspace: Path,
+    mode: str = "ask",
+    max_steps: int = 25,
+    loaded: Loaded | None = None,
+):
+    """Run the agent on `task` in `workspace`; returns how it finished (`agent.loop.Finished`)."""
+    from ..agent.approval import Approver
+    from ..agent.loop import Agent, Limits
+    from ..agent.sandbox import Shell
+    from ..agent.tools import Workspace
+    from ..agent.undo import Run
+    from ..agent.view import AgentView, ask
+    from .loading import open_model
+
+    workspace = check_workspace(workspace.resolve())
+    if loaded is None:
+        loaded = open_model(term, settings)
+    shell = Shell(sandbox=True)
+    approver = Approver(mode=mode, interactive=term.can_ask, ask=ask if term.can_ask else None)
+    run = Run(workspace)
+    term.warn(f"agent in {workspace} with {loaded.label}")
+    term.warn(f"protection: {shell.protection}")
+    free = {"yes": "everything", "auto-edit": "file edits"}.get(mode, "nothing")
+    refused = "" if term.can_ask or mode == "yes" else "; not a terminal, so the rest is refused"
+    term.warn(f"approval: {free} runs without asking{refused}")
+    view = AgentView(show_thinking=term.shows_reasoning(settings.show_reasoning), json_mode=settings.json)
+    agent = Agent(
+        loaded.engine,
+        loaded.generate_options(settings),
+        Workspace(workspace, shell),
+        approver,
+        run,
+        view,
+        Limits(max_steps=max_steps),
+        system=settings.system,
+    )
+    try:
+        finished = agent.solve(task)
+    except KeyboardInterrupt:
+        run.log("finished", answer="", reason="interrupted", steps=None)
+        term.warn(
+            f"interrupted; the transcript is {run.transcript}; `qwenlocal agent --undo` reverts the last step"
+        )
+        raise
+    term.warn(f"transcript: {run.transcript}")
+    return finished
+
+
+def undo_step(term: Terminal, workspace: Path) -> None:
+    """Revert the last step of the last agent run in `workspace` (`--undo`, chat's /undo)."""
+    from ..agent.undo import undo_last
+
+    warnings: list[str] = []
+    changed = undo_last(workspace, warn=warnings.append)
+    for line in changed or ([] if warnings else ["the last step's files were already as before"]):
+        term.warn(line)
+    for line in warnings:
+        term.warn(f"warning: {line}")

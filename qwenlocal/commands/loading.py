@@ -1,0 +1,65 @@
+"""Getting a model ready for `run`, `chat` and `agent`: plan, ask to download (or not), download
+with progress, load with a spinner. The questions and the output are here; the work is in
+`loader` and `download`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..catalog import ModelSpec, QuantFile
+from ..config import Settings
+from ..errors import Exit, QwenlocalError
+from ..loader import Loaded, load, not_downloaded, plan
+from ..terminal import Terminal
+
+
+def open_model(term: Terminal, settings: Settings) -> Loaded:
+    choice, path, label = plan(settings)
+    if path is None:
+        if not _may_download(term, choice, settings.pull):
+            raise not_downloaded(choice)
+        path = fetch(term, choice.model, choice.quant)
+    with term.loading("Loading model"):
+        loaded = load(settings, choice, path, label)
+    for message in loaded.warnings:
+        term.warn(message)
+    return loaded
+
+
+def _may_download(term: Terminal, choice, allow: bool) -> bool:
+    """First use of a model: --pull downloads it; on a terminal the user is asked."""
+    from .. import download
+
+    if allow or not term.can_ask or download.offline():
+        return allow
+    quant = choice.quant
+    question = (
+        f"{choice.model.display} {quant.quant} ({quant.bytes / 1e9:.1f} GB) is not downloaded. "
+        "Download it now?"
+    )
+    return term.confirm(question, default=True)
+
+
+def fetch(term: Terminal, spec: ModelSpec, quant: QuantFile) -> Path:
+    """Download a catalog file (or an alternate publisher's copy if the default is gone)."""
+    from .. import download
+
+    local = download.find_local(spec, quant)
+    if local:
+        return local
+    last: QwenlocalError | None = None
+    for candidate in download.sources(spec, quant):
+        progress = term.progress(f"{candidate.repo}/{candidate.file}")
+        verify = term.progress(f"verifying {candidate.file}", plain_every=30.0)
+        try:
+            return download.pull(candidate, progress=progress, verifying=verify)
+        except QwenlocalError as error:
+            if error.code != Exit.HUB_NOT_FOUND:
+                raise
+            last = error
+            term.warn(f"{candidate.repo}/{candidate.file} is not on the hub; trying the next source")
+        finally:
+            progress.close()
+            verify.close()
+    assert last is not None
+    raise last

@@ -1,0 +1,152 @@
+"""Chat's slash commands: one entry in `COMMANDS` and one function each."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..conversation import Conversation, to_markdown
+
+if TYPE_CHECKING:
+    from .chat import Chat
+
+HELP = """\
+/help                 this list
+/model NAME           switch model (0.8b, 2b, 4b, 9b, 9b:q8_0 or a .gguf path)
+/think on|off         reasoning before answers
+/system [TEXT]        set (or, without text, clear) the system prompt
+/clear                start a new conversation (the current one stays saved)
+/retry                answer the last message again
+/reasoning            show the last answer's reasoning in full
+/save FILE            save the conversation (.json to /load later, .md to read)
+/load FILE            continue a saved conversation (a file, an id, or a number from --list)
+/stats                speed and context of the last answer
+/agent TASK           let the model work on files here, with tools and your approval
+/undo                 revert the agent's last step
+/exit                 leave (Ctrl-D does too)
+Enter sends; Alt+Enter (or Esc then Enter) starts a new line; pasted text is kept whole.
+@path attaches a file's text to the message."""
+
+
+def run(chat: Chat, line: str) -> bool:
+    """Run a slash command; False means leave."""
+    name, _, arg = line.strip().partition(" ")
+    handler = COMMANDS.get(name)
+    if handler is None:
+        chat.term.warn(f"unknown command {name}: /help lists them")
+        return True
+    return handler(chat, arg.strip()) is not False
+
+
+def _help(chat: Chat, arg: str) -> None:
+    chat.term.say(HELP)
+
+
+def _exit(chat: Chat, arg: str) -> bool:
+    return False
+
+
+def _model(chat: Chat, arg: str) -> None:
+    loaded = chat.session.loaded
+    if not arg:
+        chat.term.warn(f"model: {loaded.label} ({loaded.choice.reason})")
+        return
+    chat.load(replace(chat.session.settings, model=arg))  # on failure the old model stays
+    chat.term.warn(f"switched to {chat.session.loaded.label}; the conversation goes on")
+
+
+def _think(chat: Chat, arg: str) -> None:
+    session = chat.session
+    if arg not in ("on", "off"):
+        state = "on" if session.loaded.generate_options(session.settings).think else "off"
+        chat.term.warn(f"thinking is {state}; /think on or /think off")
+        return
+    session.set(think=arg == "on")
+    chat.term.warn(f"thinking {arg}")
+
+
+def _system(chat: Chat, arg: str) -> None:
+    conv = chat.session.conversation
+    conv.system = arg or None
+    conv.save()
+    chat.term.warn(f"system prompt {'set' if arg else 'cleared'}")
+
+
+def _clear(chat: Chat, arg: str) -> None:
+    old = chat.session.conversation
+    chat.session.conversation = Conversation(model=old.model, system=old.system)
+    chat.term.warn("new conversation (the previous one is saved: `qwenlocal chat --list`)")
+
+
+def _retry(chat: Chat, arg: str) -> None:
+    if not chat.session.retry():
+        chat.term.warn("nothing to retry yet")
+        return
+    chat.answer()
+
+
+def _reasoning(chat: Chat, arg: str) -> None:
+    chat.term.say(chat.session.last_reasoning() or "(no reasoning in the last answer)")
+
+
+def _save(chat: Chat, arg: str) -> None:
+    if not arg:
+        chat.term.warn("usage: /save FILE (.json or .md)")
+        return
+    path = Path(arg).expanduser()
+    if path.suffix == ".md":
+        path.write_text(to_markdown(chat.session.conversation), encoding="utf-8")
+    else:
+        chat.session.conversation.save(path)
+    chat.term.warn(f"saved to {path}")
+
+
+def _load(chat: Chat, arg: str) -> None:
+    conv = chat.session.conversation = Conversation.find(arg or "last", warn=chat.term.warn)
+    chat.term.warn(f"loaded '{conv.title}' ({len(conv.messages)} messages)")
+    chat.replay()
+
+
+def _agent(chat: Chat, arg: str) -> None:
+    if not arg:
+        chat.term.warn("usage: /agent TASK (works in the current folder; /undo reverts its last step)")
+        return
+    from .agent import solve
+
+    session = chat.session
+    finished = solve(chat.term, arg, session.settings, Path.cwd(), loaded=session.loaded)
+    session.conversation.add("user", f"/agent {arg}")
+    session.conversation.add("assistant", finished.answer or f"({finished.reason})")
+
+
+def _undo(chat: Chat, arg: str) -> None:
+    from .agent import undo_step
+
+    undo_step(chat.term, Path.cwd())
+
+
+def _stats(chat: Chat, arg: str) -> None:
+    if chat.session.last is None:
+        chat.term.warn("no answer yet")
+        return
+    chat.term.say(json.dumps(chat.session.last.stats.as_dict(), indent=1))
+
+
+COMMANDS: dict[str, Callable[[Chat, str], bool | None]] = {
+    "/help": _help,
+    "/model": _model,
+    "/think": _think,
+    "/system": _system,
+    "/clear": _clear,
+    "/retry": _retry,
+    "/reasoning": _reasoning,
+    "/save": _save,
+    "/load": _load,
+    "/stats": _stats,
+    "/agent": _agent,
+    "/undo": _undo,
+    "/exit": _exit,
+}
