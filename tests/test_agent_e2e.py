@@ -13,13 +13,9 @@ import pytest
 
 from qwenlocal.errors import Exit
 from qwenlocal.testing import ggufs
+from qwenlocal.testing.toolcalls import tool_call as call
 
 ANSWER = "Done: the task is complete."
-
-
-def call(name: str, **args) -> str:
-    params = "".join(f"<parameter={k}>\n{v}\n</parameter>\n" for k, v in args.items())
-    return f"<tool_call>\n<function={name}>\n{params}</function>\n</tool_call>"
 
 
 @pytest.fixture
@@ -106,7 +102,7 @@ def test_shell_command(cli, project, model):
     assert "42" in observation and "utils.py" in observation and "[exit code 0]" in observation
 
 
-@pytest.mark.parametrize("path", ["../secret.txt", "/etc/hostname", "link/secret.txt"])
+@pytest.mark.parametrize("path", ["../secret.txt", "link/secret.txt"])
 def test_escaping_the_workspace_is_refused(cli, project, model, path):
     (project / "link").symlink_to(project.parent)
     result = run_agent(cli, project, model(call("read_file", path=path)), "read the secret")
@@ -136,8 +132,6 @@ def test_a_call_loop_hits_the_step_limit(cli, project, model):
     result = run_agent(cli, project, model(call("list_files"), answer=None), "--max-steps", "2", "loop")
     assert result.returncode == Exit.AGENT_STOPPED
     assert b"limit of 2 steps" in result.stderr
-    looping = run_agent(cli, project, model(call("list_files"), answer=None), "loop")
-    assert looping.returncode == Exit.AGENT_STOPPED and b"repeated the same list_files call" in looping.stderr
 
 
 def test_not_a_terminal_refuses_changes_and_says_so(cli, project, model):
