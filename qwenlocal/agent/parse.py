@@ -46,7 +46,9 @@ class ToolCall:
 
 
 def _value(text: str):
-    """Parameter values are raw text; numbers, booleans, lists and objects may come as JSON."""
+    """Parameter values are raw text; numbers, booleans, lists and objects may come as JSON.
+    (Decoded whatever the tool's schema says; each parameter's JSON type is in the tool table,
+    `tools.Tool.types()`, for a parser that reads values by type.)"""
     stripped = text.strip()
     if (
         stripped[:1] in "[{"
