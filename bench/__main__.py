@@ -29,7 +29,6 @@ from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
 from qwenlocal.testing import ggufs
 
 from . import llama_bench
-from .llama_bench import CACHE
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {"0.8b": ggufs.QWEN35_0_8B, "2b": ggufs.QWEN35_2B, "tiny": ggufs.Shape()}
@@ -43,15 +42,17 @@ def log(text: str) -> None:
 
 
 def model_file(name: str) -> Path:
-    path = CACHE / "models" / f"qwen35-{name}-shape-q4_k_m.gguf"
+    path = llama_bench.cache_dir() / "models" / f"qwen35-{name}-shape-q4_k_m.gguf"
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     f16 = path.with_suffix(".f16.gguf")
     log(f"writing a random-weight GGUF with Qwen3.5-{name}'s shapes, then quantizing it to Q4_K_M")
     ggufs.write_random(f16, SHAPES[name], f16=True)
-    ggufs.quantize(f16, path, "Q4_K_M", threads=os.cpu_count() or 2)
+    part = path.with_suffix(".part")  # renamed when complete: an interrupted run is not reused
+    ggufs.quantize(f16, part, "Q4_K_M", threads=os.cpu_count() or 2)
     f16.unlink()
+    part.rename(path)
     return path
 
 

@@ -3,19 +3,32 @@
 The sdist of the installed llama-cpp-python version is fetched from PyPI (pip's cache makes this
 free after the first time), its `vendor/llama.cpp` is configured the way llama-cpp-python builds
 it (llama.cpp's defaults: Release, GGML_NATIVE, OpenMP, shared libraries), so both run the same
-compiled code; only the `llama-bench` target is built. The result is cached under `.bench-cache/`,
-keyed by version.
+compiled code; only the `llama-bench` target is built. The result is cached per version in the
+user cache dir (`<user cache dir>/qwenlocal/llama-bench/<version>/`; QWENLOCAL_BENCH_CACHE names
+another folder), outside the checkout, so a fresh clone reuses an earlier build.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import tarfile
 from importlib import metadata
 from pathlib import Path
 
-CACHE = Path(__file__).resolve().parents[1] / ".bench-cache"
+CACHE_ENV = "QWENLOCAL_BENCH_CACHE"
+
+
+def cache_dir() -> Path:
+    """Where builds (one folder per llama-cpp-python version) and the test models are kept."""
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("qwenlocal")) / "llama-bench"
 
 
 def _log(text: str) -> None:
@@ -24,7 +37,7 @@ def _log(text: str) -> None:
 
 def sources(version: str) -> Path:
     """vendor/llama.cpp of llama-cpp-python `version`, unpacked from its sdist."""
-    root = CACHE / f"llama-cpp-python-{version}"
+    root = cache_dir() / version / "src"
     vendor = root / f"llama_cpp_python-{version}" / "vendor" / "llama.cpp"
     if vendor.is_dir():
         return vendor
@@ -36,14 +49,18 @@ def sources(version: str) -> Path:
         check=True,
     )  # fmt: skip
     archive = next(root.glob("llama_cpp_python-*.tar.gz"))
+    unpacked = root / "unpacking"  # renamed when complete: an interrupted unpack is not reused
+    shutil.rmtree(unpacked, ignore_errors=True)
     with tarfile.open(archive) as tar:
-        tar.extractall(root, filter="data")
+        tar.extractall(unpacked, filter="data")
+    (unpacked / f"llama_cpp_python-{version}").rename(root / f"llama_cpp_python-{version}")
+    unpacked.rmdir()
     return vendor
 
 
 def build(jobs: int = 2) -> Path:
     version = metadata.version("llama-cpp-python")
-    binary = CACHE / f"llama.cpp-{version}-build" / "bin" / "llama-bench"
+    binary = cache_dir() / version / "build" / "bin" / "llama-bench"
     if binary.exists():
         return binary
     src = sources(version)

@@ -1,16 +1,28 @@
 """Smoke test of the benchmark harness on a tiny model: it builds llama-bench from the vendored
-llama.cpp, runs both side by side and writes the report and chart. No timing is asserted."""
+llama.cpp, runs both side by side and writes the report and chart. No timing is asserted.
+
+Marked `bench`: the default `pytest` leaves it out; `pytest -m bench` runs it (CI's own step). The
+build (minutes, once per llama-cpp-python version) is kept in the user cache dir, outside the
+checkout, so later runs and fresh clones reuse it."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from bench import llama_bench
+
 ROOT = Path(__file__).resolve().parents[1]
+# read at collection, from the real environment: every test's home (and cache dir) is a new one
+CACHE = llama_bench.cache_dir()
 
 
+@pytest.mark.bench
 def test_the_harness_runs_end_to_end(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     args = [
@@ -30,7 +42,12 @@ def test_the_harness_runs_end_to_end(tmp_path):
         str(out),
     ]
     result = subprocess.run(
-        [sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True, timeout=3000
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        env={**os.environ, llama_bench.CACHE_ENV: str(CACHE)},
+        capture_output=True,
+        text=True,
+        timeout=3000,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = out.read_text()
