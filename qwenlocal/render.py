@@ -9,44 +9,14 @@ and there is no colour or spinner. `NO_COLOR` and `TERM=dumb` are honoured by Ri
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 from .events import Done, Event, Notice, ReasoningDelta, Stats, TextDelta
 
 if TYPE_CHECKING:
     from .terminal import Terminal
-
-
-# -- for agent/view.py, until it writes through a Terminal too ------------------------------------
-
-
-def is_tty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def color_allowed() -> bool:
-    return "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
-
-
-def err_console():
-    from rich.console import Console
-
-    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
-
-
-def warn(text: str) -> None:
-    sys.stderr.write(f"qwenlocal: {text}\n")
-    sys.stderr.flush()
-
-
-# -------------------------------------------------------------------------------------------------
 
 
 def footer_text(stats: Stats) -> str:

@@ -12,8 +12,18 @@ import sys
 
 import pexpect
 import pyte
+import pytest
+
+from qwenlocal.testing.cli import run as run_in_process
 
 from .conftest import REASONING
+
+
+@pytest.fixture
+def cli():
+    """The CLI in-process, for what needs no terminal."""
+    return run_in_process
+
 
 COLS, ROWS = 100, 60
 

@@ -1,4 +1,6 @@
-"""pull / list / rm / show against a local fake hub (HF_ENDPOINT), through the real CLI."""
+"""pull / list / rm / show against a local fake hub (HF_ENDPOINT), through the real CLI: in-process
+on a terminal of buffers, and in a subprocess for one end-to-end pull, a killed pull and the
+questions on a pty."""
 
 from __future__ import annotations
 
@@ -15,9 +17,17 @@ import pytest
 
 from qwenlocal.errors import Exit
 from qwenlocal.testing import ggufs
+from qwenlocal.testing.cli import run as run_in_process
 from qwenlocal.testing.fakehub import COMMIT, FakeHub
 
-from .conftest import ANSWER
+from .conftest import ANSWER, qwenlocal
+
+
+@pytest.fixture
+def cli():
+    """The CLI in-process (conftest's `cli` runs a subprocess)."""
+    return run_in_process
+
 
 REPO, FILE = "unsloth/Qwen3.5-0.8B-GGUF", "Qwen3.5-0.8B-Q4_K_M.gguf"
 
@@ -46,7 +56,8 @@ def hub_dir(home: Path) -> Path:
     return home / "hf" / "hub" / ("models--" + REPO.replace("/", "--"))
 
 
-def test_pull_downloads_into_the_hf_cache_layout_and_run_uses_it(cli, hub, isolated_home, model_bytes):
+def test_pull_downloads_into_the_hf_cache_layout_and_run_uses_it(hub, isolated_home, model_bytes):
+    cli = qwenlocal  # end to end, in a subprocess
     result = cli("pull", "0.8b:q4_k_m")
     assert result.returncode == 0, result.stderr
     sha = hashlib.sha256(model_bytes).hexdigest()

@@ -1,19 +1,21 @@
-"""How an agent run looks: steps, calls, diffs and results on stderr; the final answer on stdout."""
+"""How an agent run looks: steps, calls, diffs and results on stderr; the final answer on stdout.
+Everything is written through the command's `Terminal`."""
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 
 from ..events import Done, Notice, ReasoningDelta, TextDelta
-from ..render import color_allowed, err_console, is_tty, warn
+from ..terminal import Terminal
 from .events import Finished, Observation, StepStarted, ToolDecision, ToolRequested
 from .tools import Kind
 
 
 class AgentView:
-    def __init__(self, show_thinking: bool, json_mode: bool = False) -> None:
-        self.tty = is_tty(sys.stderr) and color_allowed()
-        self.console = err_console()
+    def __init__(self, show_thinking: bool, json_mode: bool = False, term: Terminal | None = None) -> None:
+        self.term = term = term if term is not None else Terminal()
+        self.tty = term.colour()
+        self.console = term.err_console()
         self.show_thinking = show_thinking
         self.json_mode = json_mode
         self._streaming = False
@@ -23,12 +25,11 @@ class AgentView:
         if self.tty:
             self.console.print(text, style=style, highlight=False, markup=False)
         else:
-            sys.stderr.write(text + "\n")
-            sys.stderr.flush()
+            self.term.say(text)
 
     def _end_stream(self) -> None:
         if self._streaming:
-            sys.stderr.write("\n")
+            self.term.stderr.write("\n")
             self._streaming = False
 
     def __call__(self, event) -> None:
@@ -37,11 +38,11 @@ class AgentView:
                 if self.tty:
                     self.console.print(event.text, style="dim", end="", highlight=False, markup=False)
                 else:
-                    sys.stderr.write(event.text)
+                    self.term.stderr.write(event.text)
                 self._streaming = True
         elif isinstance(event, Notice):
             self._end_stream()
-            warn(event.text)
+            self.term.warn(event.text)
         elif isinstance(event, Done):
             self._end_stream()
         elif isinstance(event, StepStarted):
@@ -63,7 +64,8 @@ class AgentView:
 
     def _diff(self, diff: str) -> None:
         if not self.tty:
-            sys.stderr.write(diff if diff.endswith("\n") else diff + "\n")
+            self.term.stderr.write(diff if diff.endswith("\n") else diff + "\n")
+            self.term.stderr.flush()
             return
         from rich.syntax import Syntax
 
@@ -72,22 +74,18 @@ class AgentView:
     def finish(self, event: Finished) -> None:
         self._end_stream()
         if event.reason != "answered":
-            warn(event.reason)
+            self.term.warn(event.reason)
         if self.json_mode:
             import json
 
-            sys.stdout.write(
+            self.term.write(
                 json.dumps({"answer": event.answer, "reason": event.reason, "steps": event.steps}) + "\n"
             )
         elif event.answer:
-            if is_tty(sys.stdout):
-                from rich.console import Console
-                from rich.markdown import Markdown
-
-                Console().print(Markdown(event.answer))
+            if self.term.markdown:
+                self.term.markdown_block(event.answer)
             else:
-                sys.stdout.write(event.answer.rstrip("\n") + "\n")
-        sys.stdout.flush()
+                self.term.write(event.answer.rstrip("\n") + "\n")
 
 
 def _short(arguments: dict) -> str:
@@ -98,14 +96,11 @@ def _short(arguments: dict) -> str:
     return " ".join(parts)
 
 
-def ask(tool: str, preview: str) -> str:
+def asker(term: Terminal) -> Callable[[str, str], str]:
     """The approval question on a terminal: y(es) / n(o) / a(lways for this tool) / s(top)."""
-    from rich.prompt import Prompt
 
-    return Prompt.ask(
-        f"Allow {tool}? [y]es / [n]o / [a]lways for {tool} / [s]top",
-        choices=["y", "n", "a", "s"],
-        default="n",
-        show_choices=False,
-        console=err_console(),
-    )
+    def ask(tool: str, preview: str) -> str:
+        question = f"Allow {tool}? [y]es / [n]o / [a]lways for {tool} / [s]top"
+        return term.choose(question, choices=["y", "n", "a", "s"], default="n")
+
+    return ask

@@ -114,21 +114,21 @@ def solve(
     from ..agent.sandbox import Shell
     from ..agent.tools import Workspace
     from ..agent.undo import Run
-    from ..agent.view import AgentView, ask
+    from ..agent.view import AgentView, asker
     from .loading import open_model
 
     workspace = check_workspace(workspace.resolve())
     if loaded is None:
         loaded = open_model(term, settings)
     shell = Shell(sandbox=True)
-    approver = Approver(mode=mode, interactive=term.can_ask, ask=ask if term.can_ask else None)
+    approver = Approver(mode=mode, interactive=term.can_ask, ask=asker(term) if term.can_ask else None)
     run = Run(workspace)
     term.warn(f"agent in {workspace} with {loaded.label}")
     term.warn(f"protection: {shell.protection}")
     free = {"yes": "everything", "auto-edit": "file edits"}.get(mode, "nothing")
     refused = "" if term.can_ask or mode == "yes" else "; not a terminal, so the rest is refused"
     term.warn(f"approval: {free} runs without asking{refused}")
-    view = AgentView(show_thinking=term.shows_reasoning(settings.show_reasoning), json_mode=settings.json)
+    view = AgentView(term.shows_reasoning(settings.show_reasoning), settings.json, term)
     agent = Agent(
         loaded.engine,
         loaded.generate_options(settings),

@@ -81,7 +81,10 @@ def terminal(context: typer.Context) -> Terminal:
 def settings(offline: bool = False, **flags: Any) -> Settings:
     """Settings from the command's parameters (those that are settings; others are ignored).
 
-    --offline: huggingface_hub reads HF_HUB_OFFLINE when first imported, which is after this."""
+    --offline: huggingface_hub reads HF_HUB_OFFLINE when first imported, which is normally after
+    this; if it was imported already (the CLI run in-process), its constant is set too."""
+    import sys
+
     from ..config import SETTING_NAMES, load_settings
 
     loaded = load_settings({k: v for k, v in flags.items() if k in SETTING_NAMES})
@@ -89,4 +92,7 @@ def settings(offline: bool = False, **flags: Any) -> Settings:
         import os
 
         os.environ["HF_HUB_OFFLINE"] = "1"
+        constants = sys.modules.get("huggingface_hub.constants")
+        if constants is not None:
+            constants.HF_HUB_OFFLINE = True
     return loaded
