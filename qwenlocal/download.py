@@ -199,7 +199,7 @@ def hub_error(exc: Exception, quant: QuantFile) -> QwenlocalError:
     if isinstance(exc, errors.HfHubHTTPError):
         return QwenlocalError(
             f"the hub answered an error for {where}: {str(exc).splitlines()[0]}",
-            hint="try again later; the partial download is kept",
+            hint="try again later: the same command resumes the partial download, which is kept",
             code=Exit.NETWORK,
         )
     return QwenlocalError(
