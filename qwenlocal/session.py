@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Settings
 from .conversation import Conversation
 from .errors import Exit, QwenlocalError
 from .events import Done, Event, ReasoningDelta, TextDelta
-from .loader import Loaded
+
+if TYPE_CHECKING:  # the loader imports the engine: not at start-up
+    from .loader import Loaded
 
 MAX_ATTACH = 200_000  # characters of one attached file
 

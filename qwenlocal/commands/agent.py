@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..config import Settings
 from ..errors import Exit, QwenlocalError
-from ..loader import Loaded
 from ..terminal import Terminal
 from .options import (
     Ctx,
@@ -29,6 +28,9 @@ from .options import (
     settings,
     terminal,
 )
+
+if TYPE_CHECKING:  # the loader imports the engine: not at start-up
+    from ..loader import Loaded
 
 
 def agent(

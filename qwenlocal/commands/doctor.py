@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json as json_mod
-from importlib import metadata
 
 import typer
 
@@ -31,14 +30,16 @@ def _hf_cache() -> str:
 
 def report(settings: Settings) -> dict:
     """What was detected and what would run: the data of `doctor --json`."""
+    from importlib.metadata import version
+
     from ..hardware import detect
     from ..loader import plan
 
     hw = detect()
     choice, path, label = plan(settings, hw)
     return {
-        "qwenlocal": metadata.version("qwenlocal"),
-        "llama_cpp_python": metadata.version("llama-cpp-python"),
+        "qwenlocal": version("qwenlocal"),
+        "llama_cpp_python": version("llama-cpp-python"),
         "hardware": hw.as_dict(),
         "paths": {"config": str(config_file()), "data": str(data_dir()), "hf_cache": _hf_cache()},
         "pick": choice.as_dict() | {"label": label, "local_path": str(path) if path else None},
