@@ -10,7 +10,7 @@ from . import catalog as catalog_mod
 from . import download
 from .catalog import CatalogTarget, FileTarget, ModelSpec, QuantFile
 from .config import Settings
-from .errors import Exit, QwenlocalError
+from .errors import ExitCode, QwenlocalError
 from .hardware import Want, detect, pick
 
 
@@ -22,7 +22,7 @@ def target_quant(name: str | None, settings: Settings) -> tuple[ModelSpec, Quant
         raise QwenlocalError(
             f"{name} is a local file, not a catalog model",
             hint="name a catalog model such as 2b or 9b:q4_k_m",
-            code=Exit.UNKNOWN_MODEL,
+            code=ExitCode.UNKNOWN_MODEL,
         )
     if isinstance(target, CatalogTarget) and target.quant:
         return target.spec, target.spec.quant(target.quant)
@@ -85,7 +85,7 @@ def matching(name: str) -> list[dict]:
         raise QwenlocalError(
             f"{name} is a path: qwenlocal only removes what it keeps in the HF cache",
             hint="delete your own files with rm",
-            code=Exit.USAGE,
+            code=ExitCode.USAGE,
         )
     prefix = target.spec.aliases[0] + ":"
     wanted = prefix + target.quant.lower() if target.quant else None
@@ -108,7 +108,7 @@ def path_for(name: str) -> Path:
         if local:
             return local
     raise QwenlocalError(
-        f"{name} is not downloaded", hint=f"run `qwenlocal pull {name}`", code=Exit.NOT_DOWNLOADED
+        f"{name} is not downloaded", hint=f"run `qwenlocal pull {name}`", code=ExitCode.NOT_DOWNLOADED
     )
 
 
@@ -119,7 +119,9 @@ def gguf_metadata(path: Path) -> dict:
         reader = gguf.GGUFReader(path)
     except (ValueError, OSError, IndexError) as exc:  # IndexError: metadata cut short
         raise QwenlocalError(
-            f"cannot read {path}: {exc}", hint="the file may be truncated or corrupt", code=Exit.MODEL_FILE
+            f"cannot read {path}: {exc}",
+            hint="the file may be truncated or corrupt",
+            code=ExitCode.MODEL_FILE,
         ) from None
 
     def value(key: str):

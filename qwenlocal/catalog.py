@@ -13,7 +13,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from .errors import Exit, QwenlocalError
+from .errors import ExitCode, QwenlocalError
 
 # Best first. Only these are offered by the picker; others can still be named explicitly.
 PICK_QUANTS = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
@@ -65,7 +65,7 @@ class ModelSpec:
             raise QwenlocalError(
                 f"{self.display} has no quantization '{quant}'",
                 hint=f"choose one of: {', '.join(q.lower() for q in self.quants)}",
-                code=Exit.UNKNOWN_MODEL,
+                code=ExitCode.UNKNOWN_MODEL,
             )
         return self.quants[key]
 
@@ -120,7 +120,7 @@ class Catalog:
             f"unknown model '{name}'",
             hint=f"{suggestion}valid models: {valid} (optionally with a quantization, e.g. "
             "4b:q8_0), their full names (qwen3.5-4b), or a path to a .gguf file",
-            code=Exit.UNKNOWN_MODEL,
+            code=ExitCode.UNKNOWN_MODEL,
         )
 
 

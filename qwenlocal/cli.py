@@ -14,7 +14,7 @@ import typer
 
 from . import __version__
 from .commands import agent, chat, completions, doctor, models, run
-from .errors import Exit, QwenlocalError, Terminated
+from .errors import ExitCode, QwenlocalError, Terminated
 from .terminal import Terminal
 
 app = typer.Typer(
@@ -70,7 +70,7 @@ def _check_arguments(args: list[str]) -> None:
             raise QwenlocalError(
                 f"the argument {os.fsencode(arg)!r} is not valid UTF-8",
                 hint="convert it (iconv -f latin1 -t utf-8), or rename the file to a UTF-8 name",
-                code=Exit.BAD_INPUT,
+                code=ExitCode.BAD_INPUT,
             ) from None
 
 
@@ -84,7 +84,7 @@ def _unwritable(error: OSError) -> QwenlocalError | None:
         f"cannot write to {error.filename}: {error.strerror}",
         hint="make it writable, or move the folder: HF_HOME (or HF_HUB_CACHE) for models, "
         "XDG_DATA_HOME for conversations and history",
-        code=Exit.NOT_WRITABLE,
+        code=ExitCode.NOT_WRITABLE,
     )
 
 
@@ -92,12 +92,12 @@ def _usage(term: Terminal, error) -> int:
     """Click's usage errors as the one line every other failure is."""
     if type(error).__name__ == "NoArgsIsHelpError":  # plain `qwenlocal`: the help, as git does
         error.show(file=term.stderr)
-        return Exit.USAGE
+        return ExitCode.USAGE
     ctx = getattr(error, "ctx", None)
     command = ctx.command_path if ctx else "qwenlocal"
     message = error.format_message().rstrip(".")
     term.error(QwenlocalError(message, hint=f"see `{command} --help`"))
-    return getattr(error, "exit_code", Exit.USAGE)
+    return getattr(error, "exit_code", ExitCode.USAGE)
 
 
 def execute(args: list[str], term: Terminal) -> int:
@@ -109,7 +109,7 @@ def execute(args: list[str], term: Terminal) -> int:
         # Typer returns exit codes, Ctrl-C (and so SIGTERM) as 130
         code = app(args=args, prog_name="qwenlocal", standalone_mode=False, obj=term)
     except (typer.Abort, KeyboardInterrupt):
-        code = Exit.INTERRUPTED
+        code = ExitCode.INTERRUPTED
     except Exception as error:
         if isinstance(error, typer.TyperException):  # click's usage errors (Typer vendors click)
             return int(_usage(term, error))
@@ -120,11 +120,11 @@ def execute(args: list[str], term: Terminal) -> int:
             term.error(known)
             return int(known.code)
         term.internal_error(error)  # a bug: one line, unless debugging
-        return int(Exit.ERROR)
-    if code == Exit.INTERRUPTED and _terminated:
-        code = Exit.TERMINATED
-    if code in (Exit.INTERRUPTED, Exit.TERMINATED):
-        term.warn("terminated" if code == Exit.TERMINATED else "interrupted")
+        return int(ExitCode.ERROR)
+    if code == ExitCode.INTERRUPTED and _terminated:
+        code = ExitCode.TERMINATED
+    if code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
+        term.warn("terminated" if code == ExitCode.TERMINATED else "interrupted")
     return code if isinstance(code, int) else 0
 
 
@@ -171,7 +171,7 @@ def main() -> NoReturn:
                 hint="send it to a file or to /dev/null instead of closing it (>&-)",
             )
         )
-        sys.exit(Exit.USAGE)
+        sys.exit(ExitCode.USAGE)
     if os.name == "posix":  # SIGTERM ends an answer as Ctrl-C does: partial output kept, JSON whole
         signal.signal(signal.SIGTERM, _terminate)
     sys.exit(execute(sys.argv[1:], term))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import Exit, QwenlocalError
+from .errors import ExitCode, QwenlocalError
 
 APP = "qwenlocal"
 
@@ -128,7 +128,7 @@ def _convert(name: str, value: Any, origin: str) -> Any:
         pass
     where = _where(name, origin)
     raise QwenlocalError(
-        f"invalid value {value!r} for {where}", hint=f"{where} takes {describe(name)}", code=Exit.USAGE
+        f"invalid value {value!r} for {where}", hint=f"{where} takes {describe(name)}", code=ExitCode.USAGE
     )
 
 
@@ -156,14 +156,14 @@ def _file_layer(path: Path) -> dict[str, Any]:
         raise QwenlocalError(
             f"cannot read the config file {path}: {exc}",
             hint="fix or remove the file (see README.md, 'Configuration')",
-            code=Exit.USAGE,
+            code=ExitCode.USAGE,
         ) from None
     unknown = sorted(set(data) - set(_NAMES))
     if unknown:
         raise QwenlocalError(
             f"unknown setting '{unknown[0]}' in {path}",
             hint=f"known settings: {', '.join(_NAMES)}",
-            code=Exit.USAGE,
+            code=ExitCode.USAGE,
         )
     return data
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import data_dir
-from .errors import Exit, QwenlocalError
+from .errors import ExitCode, QwenlocalError
 
 
 def conversations_dir() -> Path:
@@ -109,7 +109,7 @@ class Conversation:
             raise QwenlocalError(
                 f"cannot read the conversation {path}: {exc}",
                 hint="`qwenlocal chat --list` shows the saved conversations",
-                code=Exit.BAD_INPUT,
+                code=ExitCode.BAD_INPUT,
             ) from None
         if Path(path).parent == conversations_dir():
             conv.path = Path(path)
@@ -143,7 +143,7 @@ class Conversation:
                 raise QwenlocalError(
                     "there is no saved conversation yet",
                     hint="start one with `qwenlocal chat`",
-                    code=Exit.BAD_INPUT,
+                    code=ExitCode.BAD_INPUT,
                 )
             return newest
         if ref.isdigit():
@@ -156,7 +156,9 @@ class Conversation:
         if Path(ref).expanduser().is_file():
             return cls.load(Path(ref).expanduser())
         raise QwenlocalError(
-            f"no saved conversation '{ref}'", hint="`qwenlocal chat --list` shows them", code=Exit.BAD_INPUT
+            f"no saved conversation '{ref}'",
+            hint="`qwenlocal chat --list` shows them",
+            code=ExitCode.BAD_INPUT,
         )
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .catalog import ModelSpec, QuantFile
-from .errors import Exit, QwenlocalError
+from .errors import ExitCode, QwenlocalError
 
 REVISION = "main"
 # (bytes done, total); called first with where the work starts (the bytes a resumed download kept)
@@ -173,7 +173,7 @@ def hub_error(exc: Exception, quant: QuantFile) -> QwenlocalError:
         return QwenlocalError(
             f"{quant.repo} is gated: accept its terms on the hub first",
             hint="log in with `hf auth login` or set HF_TOKEN",
-            code=Exit.HUB_AUTH,
+            code=ExitCode.HUB_AUTH,
         )
     if isinstance(exc, errors.RepositoryNotFoundError):
         status = getattr(getattr(exc, "response", None), "status_code", None)
@@ -181,17 +181,17 @@ def hub_error(exc: Exception, quant: QuantFile) -> QwenlocalError:
             return QwenlocalError(
                 f"{quant.repo} was not found or is private (HTTP 401)",
                 hint="check the name; for a private repo log in with `hf auth login` or set HF_TOKEN",
-                code=Exit.HUB_AUTH,
+                code=ExitCode.HUB_AUTH,
             )
         return QwenlocalError(
             f"repository {quant.repo} not found on the hub",
-            code=Exit.HUB_NOT_FOUND,
+            code=ExitCode.HUB_NOT_FOUND,
             hint="the catalog may be out of date: try another source with --model 2b:q8_0",
         )
     if isinstance(exc, errors.EntryNotFoundError | errors.RevisionNotFoundError):
         return QwenlocalError(
             f"{where} not found on the hub",
-            code=Exit.HUB_NOT_FOUND,
+            code=ExitCode.HUB_NOT_FOUND,
             hint="try another quantization, e.g. `qwenlocal pull 2b:q4_k_m`",
         )
     if isinstance(exc, errors.OfflineModeIsEnabled):
@@ -200,12 +200,12 @@ def hub_error(exc: Exception, quant: QuantFile) -> QwenlocalError:
         return QwenlocalError(
             f"the hub answered an error for {where}: {str(exc).splitlines()[0]}",
             hint="try again later: the same command resumes the partial download, which is kept",
-            code=Exit.NETWORK,
+            code=ExitCode.NETWORK,
         )
     return QwenlocalError(
         f"cannot reach the hub for {where}: {type(exc).__name__}: {exc}".strip(),
         hint="check the connection (or HF_ENDPOINT), then run the same command to resume",
-        code=Exit.NETWORK,
+        code=ExitCode.NETWORK,
     )
 
 
@@ -213,7 +213,7 @@ def offline_error(quant: QuantFile) -> QwenlocalError:
     return QwenlocalError(
         f"offline, and {quant.repo}/{quant.file} is not in the cache",
         hint="connect and run `qwenlocal pull` without --offline (unset HF_HUB_OFFLINE)",
-        code=Exit.OFFLINE,
+        code=ExitCode.OFFLINE,
     )
 
 
@@ -240,7 +240,7 @@ def _check_space(directory: Path, needed: int) -> None:
             f"not enough disk space: {needed / 1e9:.2f} GB more needed, "
             f"{free / 1e9:.2f} GB free in {directory}",
             hint="free some space (`qwenlocal rm` removes models), or point HF_HOME at a larger disk",
-            code=Exit.DISK_FULL,
+            code=ExitCode.DISK_FULL,
         )
 
 
@@ -285,7 +285,7 @@ def pull(
         raise QwenlocalError(
             f"the hub sent no size, hash or commit for {quant.repo}/{quant.file}",
             hint="check HF_ENDPOINT",
-            code=Exit.NETWORK,
+            code=ExitCode.NETWORK,
         )
     repo = repo_dir(quant.repo)
     blobs = repo / "blobs"
@@ -322,7 +322,7 @@ def pull(
                     f"the disk filled up while downloading {quant.file} "
                     f"(kept {partial.stat().st_size / 1e9:.2f} GB)",
                     hint="free some space and run the same command to resume",
-                    code=Exit.DISK_FULL,
+                    code=ExitCode.DISK_FULL,
                 ) from None
             raise hub_error(exc, quant) from None
         except Exception as exc:
@@ -335,7 +335,7 @@ def pull(
                 f"{quant.file} does not match the hub's sha256 {expected[:12]}...: the download was corrupt "
                 "and has been removed",
                 hint="run the same command to download it again",
-                code=Exit.CHECKSUM,
+                code=ExitCode.CHECKSUM,
             )
         os.replace(partial, blob)
         _forget_partial(partial)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 
-class Exit(IntEnum):
+class ExitCode(IntEnum):
     OK = 0
     ERROR = 1  # an unexpected internal error (a bug: run again with QWENLOCAL_DEBUG=1)
     USAGE = 2  # bad command-line usage or a bad setting
@@ -32,33 +32,37 @@ class Exit(IntEnum):
     TERMINATED = 143  # stopped by SIGTERM (128 + SIGTERM), handled as Ctrl-C is
 
 
-EXIT_CODES: dict[Exit, str] = {
-    Exit.OK: "success",
-    Exit.ERROR: "unexpected internal error (run with QWENLOCAL_DEBUG=1 for a traceback)",
-    Exit.USAGE: "bad command-line usage or an invalid setting",
-    Exit.UNKNOWN_MODEL: "unknown model name (the message lists the valid ones)",
-    Exit.MODEL_FILE: "model file missing, truncated, corrupt or not a GGUF",
-    Exit.NOT_DOWNLOADED: "model not downloaded yet (the message names the command to get it)",
-    Exit.CONTEXT_OVERFLOW: "prompt longer than the context window (never truncated)",
-    Exit.BAD_INPUT: "unusable input: binary or non-UTF-8 stdin or argument, empty prompt",
-    Exit.DOES_NOT_FIT: "no model, or not the context asked for, fits in this machine's memory",
-    Exit.AGENT_STOPPED: "the agent stopped before finishing (step limit, repeated or bad calls, the user)",
-    Exit.NETWORK: "the model hub could not be reached (a partial download is kept and resumed next time)",
-    Exit.HUB_NOT_FOUND: "repository or file not found on the hub",
-    Exit.HUB_AUTH: "gated or private repository: log in or set HF_TOKEN",
-    Exit.DISK_FULL: "not enough free disk space",
-    Exit.CHECKSUM: "downloaded file does not match the hub's sha256 (it was removed)",
-    Exit.OFFLINE: "offline and the file is not in the cache",
-    Exit.NOT_WRITABLE: "a folder qwenlocal writes to (HF_HOME, the data folder) is not writable or read-only",
-    Exit.INTERRUPTED: "interrupted (Ctrl-C); partial output is kept",
-    Exit.TERMINATED: "terminated (SIGTERM); partial output is kept, as with Ctrl-C",
+EXIT_CODES: dict[ExitCode, str] = {
+    ExitCode.OK: "success",
+    ExitCode.ERROR: "unexpected internal error (run with QWENLOCAL_DEBUG=1 for a traceback)",
+    ExitCode.USAGE: "bad command-line usage or an invalid setting",
+    ExitCode.UNKNOWN_MODEL: "unknown model name (the message lists the valid ones)",
+    ExitCode.MODEL_FILE: "model file missing, truncated, corrupt or not a GGUF",
+    ExitCode.NOT_DOWNLOADED: "model not downloaded yet (the message names the command to get it)",
+    ExitCode.CONTEXT_OVERFLOW: "prompt longer than the context window (never truncated)",
+    ExitCode.BAD_INPUT: "unusable input: binary or non-UTF-8 stdin or argument, empty prompt",
+    ExitCode.DOES_NOT_FIT: "no model, or not the context asked for, fits in this machine's memory",
+    ExitCode.AGENT_STOPPED: (
+        "the agent stopped before finishing (step limit, repeated or bad calls, the user)"
+    ),
+    ExitCode.NETWORK: "the model hub could not be reached (a partial download is kept and resumed next time)",
+    ExitCode.HUB_NOT_FOUND: "repository or file not found on the hub",
+    ExitCode.HUB_AUTH: "gated or private repository: log in or set HF_TOKEN",
+    ExitCode.DISK_FULL: "not enough free disk space",
+    ExitCode.CHECKSUM: "downloaded file does not match the hub's sha256 (it was removed)",
+    ExitCode.OFFLINE: "offline and the file is not in the cache",
+    ExitCode.NOT_WRITABLE: (
+        "a folder qwenlocal writes to (HF_HOME, the data folder) is not writable or read-only"
+    ),
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C); partial output is kept",
+    ExitCode.TERMINATED: "terminated (SIGTERM); partial output is kept, as with Ctrl-C",
 }
 
 
 class QwenlocalError(Exception):
     """A failure with a message, a hint saying what to do next, and an exit code."""
 
-    def __init__(self, message: str, hint: str = "", code: Exit = Exit.ERROR) -> None:
+    def __init__(self, message: str, hint: str = "", code: ExitCode = ExitCode.ERROR) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint

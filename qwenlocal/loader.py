@@ -15,7 +15,7 @@ from . import catalog as catalog_mod
 from .catalog import CatalogTarget, FileTarget, ModelSpec, QuantFile, Sampling
 from .config import Settings
 from .engine import GenerateOptions, LlamaEngine, LoadOptions, check_gguf, with_temperature
-from .errors import Exit, QwenlocalError
+from .errors import ExitCode, QwenlocalError
 from .hardware import Choice, Hardware, Want, detect, pick
 
 # Defaults for a GGUF that is not one of the four catalog sizes.
@@ -101,14 +101,14 @@ def _check_fits(choice: Choice, settings: Settings, named: bool) -> None:
         raise QwenlocalError(
             f"a {settings.ctx}-token context does not fit in this machine's free memory: {choice.reason}",
             hint="use a smaller --ctx, or leave it out to fit the context to memory",
-            code=Exit.DOES_NOT_FIT,
+            code=ExitCode.DOES_NOT_FIT,
         )
     if named:
         return
     raise QwenlocalError(
         f"no model fits in this machine's free memory: {choice.reason}",
         hint="close other programs, or choose a model and context yourself (--model 0.8b --ctx 4096)",
-        code=Exit.DOES_NOT_FIT,
+        code=ExitCode.DOES_NOT_FIT,
     )
 
 
@@ -119,7 +119,7 @@ def not_downloaded(choice: Choice) -> QwenlocalError:
     return QwenlocalError(
         f"{spec.display} {quant.quant} is not downloaded yet ({quant.bytes / 1e9:.1f} GB)",
         hint=f"run `qwenlocal pull {label}`, or add --pull",
-        code=Exit.NOT_DOWNLOADED,
+        code=ExitCode.NOT_DOWNLOADED,
     )
 
 

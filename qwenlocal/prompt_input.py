@@ -13,7 +13,7 @@ import select
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from .errors import Exit, QwenlocalError
+from .errors import ExitCode, QwenlocalError
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def decode(data: bytes) -> str:
         raise QwenlocalError(
             "stdin looks like binary data, not text",
             hint="pipe text files only (for example the output of `git diff` or `cat notes.txt`)",
-            code=Exit.BAD_INPUT,
+            code=ExitCode.BAD_INPUT,
         )
     try:
         return data.decode("utf-8-sig")
@@ -57,7 +57,7 @@ def decode(data: bytes) -> str:
         raise QwenlocalError(
             f"stdin is not valid UTF-8 (byte {exc.start})",
             hint="convert it first, e.g. `iconv -f latin1 -t utf-8 file | qwenlocal run ...`",
-            code=Exit.BAD_INPUT,
+            code=ExitCode.BAD_INPUT,
         ) from None
 
 
@@ -68,6 +68,6 @@ def compose(prompt: str | None, material: str | None) -> str:
         raise QwenlocalError(
             "no prompt given" if material is None else "the prompt and stdin are both empty",
             hint='qwenlocal run "your question", or pipe text in: cat notes.txt | qwenlocal run "summarize"',
-            code=Exit.BAD_INPUT,
+            code=ExitCode.BAD_INPUT,
         )
     return "\n\n".join(parts)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from .config import Settings
 from .conversation import Conversation
-from .errors import Exit, QwenlocalError
+from .errors import ExitCode, QwenlocalError
 from .events import Done, Event, ReasoningDelta, TextDelta
 
 if TYPE_CHECKING:  # the loader imports the engine: not at start-up
@@ -57,7 +57,7 @@ class ChatSession:
             try:
                 n = len(engine.prompt_tokens(conv.for_model(), options.think))
             except QwenlocalError as error:
-                if error.code != Exit.CONTEXT_OVERFLOW:
+                if error.code != ExitCode.CONTEXT_OVERFLOW:
                     raise
                 n = engine.n_ctx
             if n + reserve <= engine.n_ctx:
@@ -69,7 +69,7 @@ class ChatSession:
                 raise QwenlocalError(
                     f"this message is {n} tokens; with room for an answer the context holds {engine.n_ctx}",
                     hint="shorten it, or restart with a larger --ctx",
-                    code=Exit.CONTEXT_OVERFLOW,
+                    code=ExitCode.CONTEXT_OVERFLOW,
                 )
             dropped += moved
 

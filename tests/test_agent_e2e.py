@@ -11,7 +11,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from qwenlocal.errors import Exit
+from qwenlocal.errors import ExitCode
 from qwenlocal.testing import ggufs
 from qwenlocal.testing.toolcalls import tool_call as call
 
@@ -130,7 +130,7 @@ def test_a_malformed_call_goes_back_to_the_model(cli, project, model):
 
 def test_a_call_loop_hits_the_step_limit(cli, project, model):
     result = run_agent(cli, project, model(call("list_files"), answer=None), "--max-steps", "2", "loop")
-    assert result.returncode == Exit.AGENT_STOPPED
+    assert result.returncode == ExitCode.AGENT_STOPPED
     assert b"limit of 2 steps" in result.stderr
 
 
@@ -173,4 +173,4 @@ def test_approval_on_a_terminal(project, model):
 
 def test_the_workspace_must_be_a_project_folder(cli, model, tmp_path):
     result = cli("agent", "-m", str(model(call("list_files"))), "--workspace", "/", "x")
-    assert result.returncode == Exit.USAGE and b"too broad" in result.stderr
+    assert result.returncode == ExitCode.USAGE and b"too broad" in result.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from qwenlocal.errors import Exit, QwenlocalError
+from qwenlocal.errors import ExitCode, QwenlocalError
 from qwenlocal.testing.cli import run as run_in_process
 
 from .conftest import ANSWER
@@ -26,7 +26,7 @@ def cli():
     return run_in_process
 
 
-def one_line_error(result, code: Exit) -> str:
+def one_line_error(result, code: ExitCode) -> str:
     """The process exited by itself with `code` and said why in the documented one line."""
     err = result.stderr.decode()
     assert result.returncode == code, err
@@ -63,7 +63,7 @@ def test_bad_settings_end_before_the_model_loads(random_model, tmp_path, args, e
     path.write_text(config)
     env = {**env, "QWENLOCAL_CONFIG": str(path)}
     result = run_cli("run", "-m", str(random_model), "--max-tokens", "2", *args, "hi", env=env)
-    assert "invalid value" in one_line_error(result, Exit.USAGE)
+    assert "invalid value" in one_line_error(result, ExitCode.USAGE)
 
 
 def test_more_threads_than_the_machine_can_use_are_capped_with_a_warning(cli, answer_model):
@@ -98,7 +98,7 @@ def test_a_context_that_cannot_fit_is_refused_before_loading(random_model):
     settings = load_settings({"model": str(random_model), "ctx": 131072})
     with pytest.raises(QwenlocalError) as err:
         plan(settings, tiny_machine())
-    assert err.value.code == Exit.DOES_NOT_FIT
+    assert err.value.code == ExitCode.DOES_NOT_FIT
     assert "131072-token context" in err.value.message and "GB" in err.value.message
     assert "--ctx" in err.value.hint
 
@@ -109,7 +109,7 @@ def test_a_catalog_model_with_a_context_too_large_is_refused_too():
 
     with pytest.raises(QwenlocalError) as err:
         plan(load_settings({"model": "0.8b", "ctx": 262144}), tiny_machine())
-    assert err.value.code == Exit.DOES_NOT_FIT and "free" in err.value.message
+    assert err.value.code == ExitCode.DOES_NOT_FIT and "free" in err.value.message
 
 
 # -- names and files (items 11, 12, 14) --------------------------------------------------------
@@ -123,10 +123,10 @@ def test_an_empty_model_name_is_an_unknown_model():
     settings = load_settings({"model": ""})
     with pytest.raises(QwenlocalError) as err:
         plan(settings, tiny_machine())
-    assert err.value.code == Exit.UNKNOWN_MODEL and "valid models" in err.value.hint
+    assert err.value.code == ExitCode.UNKNOWN_MODEL and "valid models" in err.value.hint
     with pytest.raises(QwenlocalError) as err:
         target_quant("", settings)  # what `qwenlocal pull ''` pulls
-    assert err.value.code == Exit.UNKNOWN_MODEL
+    assert err.value.code == ExitCode.UNKNOWN_MODEL
 
 
 def test_show_of_a_truncated_gguf_is_a_model_file_error(random_model, tmp_path):
@@ -138,7 +138,7 @@ def test_show_of_a_truncated_gguf_is_a_model_file_error(random_model, tmp_path):
         bad.write_bytes(data[:size])
         with pytest.raises(QwenlocalError) as err:
             show(str(bad))
-        assert err.value.code == Exit.MODEL_FILE and str(bad) in err.value.message
+        assert err.value.code == ExitCode.MODEL_FILE and str(bad) in err.value.message
 
 
 def saved_dir(home: Path) -> Path:
@@ -168,7 +168,7 @@ def test_malformed_conversation_files_are_bad_input(tmp_path, text):
     path.write_text(text)
     with pytest.raises(QwenlocalError) as err:
         Conversation.load(path)
-    assert err.value.code == Exit.BAD_INPUT and str(path) in err.value.message
+    assert err.value.code == ExitCode.BAD_INPUT and str(path) in err.value.message
 
 
 def test_a_damaged_conversation_is_skipped_with_a_warning(isolated_home, capsys):
@@ -205,9 +205,9 @@ def test_chat_list_skips_a_damaged_conversation(cli, isolated_home):
 
 def test_an_argument_that_is_not_utf8_is_bad_input(answer_model, isolated_home):
     result = run_cli("run", "-m", str(answer_model), b"caf\xe9 au lait")
-    assert "not valid UTF-8" in one_line_error(result, Exit.BAD_INPUT)
+    assert "not valid UTF-8" in one_line_error(result, ExitCode.BAD_INPUT)
     result = run_cli("chat", "-m", str(answer_model), "--system", b"caf\xe9", input=b"hi\n")
-    one_line_error(result, Exit.BAD_INPUT)
+    one_line_error(result, ExitCode.BAD_INPUT)
     data = isolated_home / ".local/share/qwenlocal"
     assert not data.exists() or not [p for p in data.rglob("*") if p.is_file()]
 
@@ -233,13 +233,13 @@ def test_an_unwritable_data_folder_is_named(answer_model):
         env={**os.environ, **env},
         timeout=120,
     )
-    err = one_line_error(result, Exit.NOT_WRITABLE)
+    err = one_line_error(result, ExitCode.NOT_WRITABLE)
     assert folder in err and "XDG_DATA_HOME" in err
 
 
 def test_a_closed_stdout_is_refused(answer_model):
     result = run_cli("run", "-m", str(answer_model), "hi", preexec_fn=lambda: os.close(1))
-    assert "stdout is closed" in one_line_error(result, Exit.USAGE)
+    assert "stdout is closed" in one_line_error(result, ExitCode.USAGE)
 
 
 def test_sigterm_in_json_mode_still_prints_one_object(endless_model):
@@ -252,7 +252,7 @@ def test_sigterm_in_json_mode_still_prints_one_object(endless_model):
     time.sleep(5)  # loading takes well under a second; then it talks until stopped
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == Exit.TERMINATED, err
+    assert proc.returncode == ExitCode.TERMINATED, err
     data = json.loads(out)
     assert data["finish"] == "interrupted" and data["answer"].startswith("and on")
     assert err.decode().strip().splitlines()[-1] == "qwenlocal: terminated"
@@ -260,7 +260,7 @@ def test_sigterm_in_json_mode_still_prints_one_object(endless_model):
 
 def test_a_bad_flag_is_one_line_too(cli):
     result = cli("run", "--temperature", "hot", "hi")
-    err = one_line_error(result, Exit.USAGE)
+    err = one_line_error(result, ExitCode.USAGE)
     assert "--temperature" in err and "qwenlocal run --help" in err
     result = cli("run", "--no-such-flag")
-    assert "--no-such-flag" in one_line_error(result, Exit.USAGE)
+    assert "--no-such-flag" in one_line_error(result, ExitCode.USAGE)

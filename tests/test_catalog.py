@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from qwenlocal.catalog import CatalogTarget, FileTarget, load
-from qwenlocal.errors import Exit, QwenlocalError
+from qwenlocal.errors import ExitCode, QwenlocalError
 
 CAT = load()
 
@@ -68,5 +68,5 @@ def test_paths(name):
 def test_unknown_names_list_the_valid_ones(name, words):
     with pytest.raises(QwenlocalError) as err:
         CAT.resolve(name)
-    assert err.value.code == Exit.UNKNOWN_MODEL
+    assert err.value.code == ExitCode.UNKNOWN_MODEL
     assert words in err.value.message + err.value.hint

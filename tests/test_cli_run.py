@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from qwenlocal.errors import Exit
+from qwenlocal.errors import ExitCode
 from qwenlocal.testing.cli import run as run_in_process
 
 from .conftest import ANSWER, REASONING, qwenlocal
@@ -123,21 +123,21 @@ def test_slow_stdin_is_waited_for(answer_model):
 @pytest.mark.parametrize(
     "args, stdin, code, words",
     [
-        (["run", "-m", "7b", "hi"], b"", Exit.UNKNOWN_MODEL, "valid models: 0.8b, 2b, 4b, 9b"),
-        (["run", "-m", "4b:q3_x", "hi"], b"", Exit.UNKNOWN_MODEL, "q4_k_m"),
-        (["run", "-m", "/nonexistent/model.gguf", "hi"], b"", Exit.MODEL_FILE, "not found"),
-        (["run", "-m", "{model}"], b"", Exit.BAD_INPUT, "empty"),
-        (["run", "-m", "{model}", "hi"], b"\x00\x01\x02binary\xff", Exit.BAD_INPUT, "binary"),
-        (["run", "-m", "{model}", "hi"], b"caf\xe9 latin-1", Exit.BAD_INPUT, "UTF-8"),
+        (["run", "-m", "7b", "hi"], b"", ExitCode.UNKNOWN_MODEL, "valid models: 0.8b, 2b, 4b, 9b"),
+        (["run", "-m", "4b:q3_x", "hi"], b"", ExitCode.UNKNOWN_MODEL, "q4_k_m"),
+        (["run", "-m", "/nonexistent/model.gguf", "hi"], b"", ExitCode.MODEL_FILE, "not found"),
+        (["run", "-m", "{model}"], b"", ExitCode.BAD_INPUT, "empty"),
+        (["run", "-m", "{model}", "hi"], b"\x00\x01\x02binary\xff", ExitCode.BAD_INPUT, "binary"),
+        (["run", "-m", "{model}", "hi"], b"caf\xe9 latin-1", ExitCode.BAD_INPUT, "UTF-8"),
         (
             ["run", "-m", "{model}", "--ctx", "256", "x"],
             b"word " * 300,
-            Exit.CONTEXT_OVERFLOW,
+            ExitCode.CONTEXT_OVERFLOW,
             "context holds",
         ),
-        (["run", "-m", "2b", "hi"], b"", Exit.NOT_DOWNLOADED, "qwenlocal pull 2b:q"),
-        (["run", "-m", "", "hi"], b"", Exit.UNKNOWN_MODEL, "unknown model ''"),
-        (["run", "-m", "{model}", "--temperature", "hot", "hi"], b"", Exit.USAGE, "--temperature"),
+        (["run", "-m", "2b", "hi"], b"", ExitCode.NOT_DOWNLOADED, "qwenlocal pull 2b:q"),
+        (["run", "-m", "", "hi"], b"", ExitCode.UNKNOWN_MODEL, "unknown model ''"),
+        (["run", "-m", "{model}", "--temperature", "hot", "hi"], b"", ExitCode.USAGE, "--temperature"),
     ],
 )
 def test_bad_input_gets_one_line_and_its_exit_code(cli, answer_model, args, stdin, code, words):
@@ -154,7 +154,7 @@ def test_corrupt_model_file(cli, tmp_path, answer_model):
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(answer_model.read_bytes()[:5000])
     result = cli("run", "-m", str(bad), "hi")
-    assert result.returncode == Exit.MODEL_FILE
+    assert result.returncode == ExitCode.MODEL_FILE
     no_traceback(result)
 
 
@@ -182,7 +182,7 @@ def _interrupt_after_output(args, min_bytes=200):
 
 def test_ctrl_c_keeps_the_partial_answer_and_exits_130(endless_model):
     code, out, err = _interrupt_after_output(["-m", str(endless_model), "--no-think", "go"])
-    assert code == Exit.INTERRUPTED
+    assert code == ExitCode.INTERRUPTED
     assert out.startswith(b"and on and on,") and out.endswith(b"\n")
     assert b"Traceback" not in err and b"interrupted" in err
 
@@ -197,7 +197,7 @@ def test_ctrl_c_in_json_mode_still_prints_one_object(endless_model):
     time.sleep(5)  # loading takes well under a second; then it talks until interrupted
     proc.send_signal(2)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == Exit.INTERRUPTED, err
+    assert proc.returncode == ExitCode.INTERRUPTED, err
     data = json.loads(out)
     assert data["finish"] == "interrupted" and data["answer"].startswith("and on")
     assert ("and on and on," * 100_000).startswith(data["answer"])

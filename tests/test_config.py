@@ -1,7 +1,7 @@
 import pytest
 
 from qwenlocal.config import load_settings
-from qwenlocal.errors import Exit, QwenlocalError
+from qwenlocal.errors import ExitCode, QwenlocalError
 
 
 def test_layers_override_in_order_and_remember_their_source(tmp_path, monkeypatch):
@@ -36,7 +36,7 @@ def test_bad_config_files_are_usage_errors(tmp_path, monkeypatch, text, words):
     monkeypatch.setenv("QWENLOCAL_CONFIG", str(config))
     with pytest.raises(QwenlocalError) as err:
         load_settings({}, env={})
-    assert err.value.code == Exit.USAGE and words in err.value.message
+    assert err.value.code == ExitCode.USAGE and words in err.value.message
 
 
 def test_bad_environment_values_name_the_variable():
@@ -45,7 +45,7 @@ def test_bad_environment_values_name_the_variable():
     assert "QWENLOCAL_THINK" in err.value.message
     with pytest.raises(QwenlocalError) as err:  # how Python passes on bytes that are not UTF-8
         load_settings({}, env={"QWENLOCAL_SYSTEM": "caf\udce9"})
-    assert "QWENLOCAL_SYSTEM" in err.value.message and err.value.code == Exit.USAGE
+    assert "QWENLOCAL_SYSTEM" in err.value.message and err.value.code == ExitCode.USAGE
 
 
 def test_importing_the_package_does_no_work(tmp_path):
@@ -96,7 +96,7 @@ def test_every_layer_refuses_the_same_bad_values(tmp_path, monkeypatch, name, to
         config.write_text(text)
         with pytest.raises(QwenlocalError) as err:
             load_settings(flags, env=env)
-        assert err.value.code == Exit.USAGE and where in err.value.message, err.value.message
+        assert err.value.code == ExitCode.USAGE and where in err.value.message, err.value.message
         assert "takes" in err.value.hint
 
 
@@ -119,7 +119,7 @@ def test_config_file_values_must_have_the_setting_s_type(tmp_path, monkeypatch, 
     monkeypatch.setenv("QWENLOCAL_CONFIG", str(config))
     with pytest.raises(QwenlocalError) as err:
         load_settings({}, env={})
-    assert err.value.code == Exit.USAGE and "invalid value" in err.value.message
+    assert err.value.code == ExitCode.USAGE and "invalid value" in err.value.message
 
 
 def test_the_bounds_are_in_the_hint_and_their_ends_are_allowed(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from qwenlocal.errors import Exit
+from qwenlocal.errors import ExitCode
 from qwenlocal.testing import ggufs
 from qwenlocal.testing.cli import run as run_in_process
 from qwenlocal.testing.fakehub import COMMIT, FakeHub
@@ -85,7 +85,7 @@ def test_a_dropped_connection_resumes_on_the_next_pull(cli, hub, isolated_home, 
     hub.faults.drop_after = half
     hub.faults.broken_after_drop = True  # the link stays down: this pull gives up
     first = cli("pull", "0.8b:q4_k_m")
-    assert first.returncode == Exit.NETWORK, first.stderr
+    assert first.returncode == ExitCode.NETWORK, first.stderr
     assert b"resume" in first.stderr and b"Traceback" not in first.stderr
     partial = next(hub_dir(isolated_home).glob("blobs/*.incomplete"))
     have = partial.stat().st_size  # what reached the disk (huggingface_hub writes in 10 MB chunks)
@@ -135,21 +135,21 @@ def test_a_killed_pull_resumes_across_processes(hub, isolated_home, model_bytes)
 def test_wrong_bytes_fail_the_hash_check_and_leave_nothing(cli, hub, isolated_home):
     hub.faults.corrupt = True
     result = cli("pull", "0.8b:q4_k_m")
-    assert result.returncode == Exit.CHECKSUM, result.stderr
+    assert result.returncode == ExitCode.CHECKSUM, result.stderr
     assert b"sha256" in result.stderr and b"removed" in result.stderr
     repo = hub_dir(isolated_home)
     assert not list(repo.glob("blobs/*")) and not list(repo.glob("snapshots/*/*"))
-    assert cli("run", "-m", "0.8b:q4_k_m", "hi").returncode == Exit.NOT_DOWNLOADED
+    assert cli("run", "-m", "0.8b:q4_k_m", "hi").returncode == ExitCode.NOT_DOWNLOADED
 
 
 @pytest.mark.parametrize(
     "status, error_code, exit_code",
     [
-        (404, "RepoNotFound", Exit.HUB_NOT_FOUND),
-        (404, "EntryNotFound", Exit.HUB_NOT_FOUND),
-        (401, None, Exit.HUB_AUTH),
-        (403, "GatedRepo", Exit.HUB_AUTH),
-        (500, None, Exit.NETWORK),
+        (404, "RepoNotFound", ExitCode.HUB_NOT_FOUND),
+        (404, "EntryNotFound", ExitCode.HUB_NOT_FOUND),
+        (401, None, ExitCode.HUB_AUTH),
+        (403, "GatedRepo", ExitCode.HUB_AUTH),
+        (500, None, ExitCode.NETWORK),
     ],
 )
 def test_hub_errors_have_their_own_exit_codes(cli, hub, status, error_code, exit_code):
@@ -172,13 +172,13 @@ def test_network_down(cli, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.delenv("HF_HUB_OFFLINE")
     result = cli("pull", "0.8b:q4_k_m")
-    assert result.returncode == Exit.NETWORK and b"cannot reach the hub" in result.stderr
+    assert result.returncode == ExitCode.NETWORK and b"cannot reach the hub" in result.stderr
 
 
 def test_offline_without_the_file(cli, hub):
     for args, env in ((["--offline"], {}), ([], {"HF_HUB_OFFLINE": "1"})):
         result = cli("pull", "0.8b:q4_k_m", *args, env=env)
-        assert result.returncode == Exit.OFFLINE and b"offline" in result.stderr
+        assert result.returncode == ExitCode.OFFLINE and b"offline" in result.stderr
     assert hub.bytes_served == 0
 
 
@@ -188,12 +188,12 @@ def test_not_enough_disk_space_is_refused_with_the_numbers(tmp_path):
 
     with pytest.raises(QwenlocalError) as err:
         _check_space(tmp_path, 10**18)
-    assert err.value.code == Exit.DISK_FULL and "GB more needed" in err.value.message
+    assert err.value.code == ExitCode.DISK_FULL and "GB more needed" in err.value.message
 
 
 def test_first_use_needs_pull_when_not_on_a_tty(cli, hub):
     refused = cli("run", "-m", "0.8b:q4_k_m", "--no-think", "hi")
-    assert refused.returncode == Exit.NOT_DOWNLOADED and b"--pull" in refused.stderr
+    assert refused.returncode == ExitCode.NOT_DOWNLOADED and b"--pull" in refused.stderr
     assert hub.bytes_served == 0
     pulled = cli("run", "-m", "0.8b:q4_k_m", "--no-think", "--pull", "hi")
     assert pulled.returncode == 0 and pulled.stdout.decode() == ANSWER + "\n"
@@ -210,7 +210,7 @@ def test_progress_lines_on_stderr_when_not_a_tty(cli, hub):
 def test_an_unwritable_hf_home_is_named_with_the_fix(cli, hub):
     result = cli("pull", "0.8b:q4_k_m", env={"HF_HOME": "/sys/qwenlocal-test"})  # refused even to root
     err = result.stderr.decode()
-    assert result.returncode == Exit.NOT_WRITABLE, err
+    assert result.returncode == ExitCode.NOT_WRITABLE, err
     assert err.startswith("qwenlocal: error: cannot write to /sys/qwenlocal-test") and "HF_HOME" in err
     assert len(err.splitlines()) == 1
 
@@ -234,19 +234,19 @@ def test_list_show_and_rm_tell_the_truth(cli, hub, isolated_home, model_bytes, t
     assert json.loads(cli("show", str(local), "--json").stdout)["sha256"] == shown["sha256"]
 
     refused = cli("rm", "0.8b:q4_k_m")
-    assert refused.returncode == Exit.USAGE and b"--yes" in refused.stderr
+    assert refused.returncode == ExitCode.USAGE and b"--yes" in refused.stderr
     removed = json.loads(cli("rm", "0.8b", "--yes", "--json").stdout)
     assert removed == {"removed": ["0.8b:q4_k_m"], "freed_bytes": len(model_bytes)}
     assert not list(hub_dir(isolated_home).glob("blobs/*"))
     rows = {r["name"]: r for r in json.loads(cli("list", "--json").stdout)}
     assert rows["0.8b:q4_k_m"]["status"] == "not downloaded"
-    assert cli("rm", "0.8b", "--yes").returncode == Exit.NOT_DOWNLOADED
-    assert cli("show", "0.8b:q4_k_m").returncode == Exit.NOT_DOWNLOADED
+    assert cli("rm", "0.8b", "--yes").returncode == ExitCode.NOT_DOWNLOADED
+    assert cli("show", "0.8b:q4_k_m").returncode == ExitCode.NOT_DOWNLOADED
 
 
 def test_rm_removes_partial_downloads(cli, hub, isolated_home, model_bytes):
     hub.faults.drop_after, hub.faults.broken_after_drop = len(model_bytes) - 1000, True
-    assert cli("pull", "0.8b:q4_k_m").returncode == Exit.NETWORK
+    assert cli("pull", "0.8b:q4_k_m").returncode == ExitCode.NETWORK
     partial = next(hub_dir(isolated_home).glob("blobs/*.incomplete"))
     have = partial.stat().st_size
     removed = json.loads(cli("rm", "0.8b:q4_k_m", "--yes", "--json").stdout)
@@ -286,7 +286,7 @@ def test_declining_the_download_changes_nothing(hub, isolated_home):
     child.sendline("n")
     child.expect(pexpect.EOF)
     child.close()
-    assert child.exitstatus == Exit.NOT_DOWNLOADED and hub.bytes_served == 0
+    assert child.exitstatus == ExitCode.NOT_DOWNLOADED and hub.bytes_served == 0
     assert not hub_dir(isolated_home).exists() or not list(hub_dir(isolated_home).glob("blobs/*"))
 
 

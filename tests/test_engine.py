@@ -6,7 +6,7 @@ import pytest
 
 from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
-from qwenlocal.errors import Exit, QwenlocalError
+from qwenlocal.errors import ExitCode, QwenlocalError
 from qwenlocal.events import Done, Notice, ReasoningDelta, TextDelta
 from qwenlocal.testing import ggufs
 
@@ -103,7 +103,7 @@ def test_a_prompt_longer_than_the_context_is_refused_not_truncated(answer_model)
         long = [{"role": "user", "content": "word " * 400}]
         with pytest.raises(QwenlocalError) as err:
             list(small.stream(long, options(False)))
-        assert err.value.code == Exit.CONTEXT_OVERFLOW
+        assert err.value.code == ExitCode.CONTEXT_OVERFLOW
         assert "256" in err.value.message and "--ctx" in err.value.hint
 
 
@@ -159,7 +159,7 @@ def test_bad_files_get_a_clear_error(tmp_path, content, message):
         path.write_bytes(content)
     with pytest.raises(QwenlocalError) as err:
         LlamaEngine(path, LoadOptions(n_ctx=256, n_threads=1))
-    assert err.value.code == Exit.MODEL_FILE
+    assert err.value.code == ExitCode.MODEL_FILE
     assert message in err.value.message and err.value.hint
 
 
@@ -169,7 +169,7 @@ def test_a_truncated_file_is_reported_as_incomplete(tmp_path, answer_model):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(QwenlocalError) as err:
         LlamaEngine(path, LoadOptions(n_ctx=256, n_threads=1))
-    assert err.value.code == Exit.MODEL_FILE
+    assert err.value.code == ExitCode.MODEL_FILE
     assert "corrupted or incomplete" in err.value.message
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qwenlocal.engine.template import ChatTemplate, fitting_tokens, tokens_of, turn_boundary
-from qwenlocal.errors import Exit, QwenlocalError
+from qwenlocal.errors import ExitCode, QwenlocalError
 from qwenlocal.testing import ggufs
 
 CONTROLS = {"<|endoftext|>": 0, "<|im_start|>": 1, "<|im_end|>": 2}
@@ -114,7 +114,7 @@ def test_a_prompt_that_does_not_fit_is_refused():
     assert len(fitting_tokens(pieces, tokenize, 400, 262144)) == 301
     with pytest.raises(QwenlocalError) as err:
         fitting_tokens(pieces, tokenize, 256, 262144)
-    assert err.value.code == Exit.CONTEXT_OVERFLOW
+    assert err.value.code == ExitCode.CONTEXT_OVERFLOW
     assert err.value.message == "the prompt is 301 tokens but the context holds 256"
     assert "--ctx 1024" in err.value.hint
     with pytest.raises(QwenlocalError) as err:
@@ -139,7 +139,7 @@ def test_a_huge_prompt_is_estimated_from_a_bounded_count():
 def test_a_gguf_without_a_template_and_a_rejected_conversation():
     with pytest.raises(QwenlocalError) as err:
         ChatTemplate(None, "nochat.gguf", dict).render(HI, think=False)
-    assert err.value.code == Exit.MODEL_FILE and "nochat.gguf has no chat template" in err.value.message
+    assert err.value.code == ExitCode.MODEL_FILE and "nochat.gguf has no chat template" in err.value.message
     with pytest.raises(QwenlocalError) as err:
         ChatTemplate(ggufs.chat_template(), "t.gguf", dict).render([], think=False)
-    assert err.value.code == Exit.BAD_INPUT and "No messages provided" in err.value.message
+    assert err.value.code == ExitCode.BAD_INPUT and "No messages provided" in err.value.message

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..config import data_dir
-from ..errors import Exit, QwenlocalError
+from ..errors import ExitCode, QwenlocalError
 from . import confine
 from .confine import ToolError
 from .edits import EDIT_BYTES
@@ -69,7 +69,7 @@ class Run:
             raise QwenlocalError(
                 f"cannot write the undo record in {self.dir}: {exc.strerror}",
                 hint="free some disk space, then run the agent again" if full else "check that folder",
-                code=Exit.DISK_FULL if full else Exit.ERROR,
+                code=ExitCode.DISK_FULL if full else ExitCode.ERROR,
             ) from None
 
     def log(self, kind: str, **data) -> None:
@@ -200,7 +200,7 @@ def undo_last(workspace: Path, warn: Callable[[str], None] = lambda _: None) -> 
     raise QwenlocalError(
         f"nothing to undo in {workspace}",
         hint="only changes made by `qwenlocal agent` can be undone",
-        code=Exit.BAD_INPUT,
+        code=ExitCode.BAD_INPUT,
     )
 
 

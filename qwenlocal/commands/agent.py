@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..config import Settings
-from ..errors import Exit, QwenlocalError
+from ..errors import ExitCode, QwenlocalError
 from ..terminal import Terminal
 from .options import (
     Ctx,
@@ -82,7 +82,7 @@ def agent(
     mode = "yes" if yes else "auto-edit" if auto_edit else "ask"
     finished = solve(term, task, settings(**locals()), where, mode, max_steps)
     if finished.reason != "answered":
-        raise typer.Exit(int(Exit.AGENT_STOPPED))
+        raise typer.Exit(int(ExitCode.AGENT_STOPPED))
 
 
 def check_workspace(path: Path) -> Path:
@@ -90,13 +90,13 @@ def check_workspace(path: Path) -> Path:
         raise QwenlocalError(
             f"the workspace {path} is not a directory",
             hint="give --workspace an existing folder",
-            code=Exit.USAGE,
+            code=ExitCode.USAGE,
         )
     if path == Path(path.anchor) or path == Path.home().resolve():
         raise QwenlocalError(
             f"refusing to use {path} as the workspace: it is too broad",
             hint="run the agent inside a project folder, or pass --workspace",
-            code=Exit.USAGE,
+            code=ExitCode.USAGE,
         )
     return path
 

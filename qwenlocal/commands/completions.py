@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import Exit, QwenlocalError
+from ..errors import ExitCode, QwenlocalError
 from .options import terminal
 
 SHELLS = ("bash", "zsh", "fish")
@@ -24,7 +24,7 @@ def completions(
 def completion_script(shell: str) -> str:
     if shell not in SHELLS:
         raise QwenlocalError(
-            f"no completion for '{shell}'", hint=f"choose one of: {', '.join(SHELLS)}", code=Exit.USAGE
+            f"no completion for '{shell}'", hint=f"choose one of: {', '.join(SHELLS)}", code=ExitCode.USAGE
         )
     return _typer_script(prog_name="qwenlocal", complete_var="_QWENLOCAL_COMPLETE", shell=shell) + "\n"
 

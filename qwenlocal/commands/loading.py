@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..catalog import ModelSpec, QuantFile
 from ..config import Settings
-from ..errors import Exit, QwenlocalError
+from ..errors import ExitCode, QwenlocalError
 from ..loader import Loaded, load, not_downloaded, plan
 from ..terminal import Terminal
 
@@ -54,7 +54,7 @@ def fetch(term: Terminal, spec: ModelSpec, quant: QuantFile) -> Path:
         try:
             return download.pull(candidate, progress=progress, verifying=verify)
         except QwenlocalError as error:
-            if error.code != Exit.HUB_NOT_FOUND:
+            if error.code != ExitCode.HUB_NOT_FOUND:
                 raise
             last = error
             term.warn(f"{candidate.repo}/{candidate.file} is not on the hub; trying the next source")

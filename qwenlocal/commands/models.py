@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import Exit, QwenlocalError
+from ..errors import ExitCode, QwenlocalError
 from .options import Ctx, Json, Offline, Yes, complete_model, settings, terminal
 
 
@@ -84,7 +84,7 @@ def rm(
     rows = matching(model)
     if not rows:
         raise QwenlocalError(
-            f"nothing of {model} is on disk", hint="see `qwenlocal list`", code=Exit.NOT_DOWNLOADED
+            f"nothing of {model} is on disk", hint="see `qwenlocal list`", code=ExitCode.NOT_DOWNLOADED
         )
     total = sum(r["have_bytes"] for r in rows)
     names = ", ".join(f"{r['name']} ({r['status']})" for r in rows)
@@ -93,7 +93,7 @@ def rm(
             raise QwenlocalError(
                 f"would remove {names}: {total / 1e9:.2f} GB",
                 hint="add --yes to confirm when not on a terminal",
-                code=Exit.USAGE,
+                code=ExitCode.USAGE,
             )
         if not term.confirm(f"Remove {names} and free {total / 1e9:.2f} GB?", default=False):
             term.warn("nothing removed")

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ..config import Settings
-from ..errors import Exit, QwenlocalError
+from ..errors import ExitCode, QwenlocalError
 from ..prompt_input import compose, read_stdin
 from ..terminal import Terminal
 from .options import (
@@ -72,7 +72,7 @@ def read_prompt(term: Terminal, settings: Settings, prompt: str | None) -> str:
             raise QwenlocalError(
                 f"no prompt, and no data on stdin after {settings.stdin_timeout:g}s",
                 hint="give the prompt as an argument, or pipe text in (QWENLOCAL_STDIN_TIMEOUT waits longer)",
-                code=Exit.BAD_INPUT,
+                code=ExitCode.BAD_INPUT,
             )
         term.warn(
             f"note: stdin is open but sent nothing in {settings.stdin_timeout:g}s; answering the prompt "

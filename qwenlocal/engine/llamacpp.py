@@ -15,7 +15,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from ..errors import Exit, QwenlocalError
+from ..errors import ExitCode, QwenlocalError
 from .base import LoadOptions
 from .statecache import StateCache
 
@@ -59,22 +59,22 @@ def check_gguf(path: Path) -> None:
         raise QwenlocalError(
             f"model file not found: {path}",
             hint="check the path, or name a catalog model such as 2b (see `qwenlocal list`)",
-            code=Exit.MODEL_FILE,
+            code=ExitCode.MODEL_FILE,
         )
     if not path.is_file():
         raise QwenlocalError(
-            f"not a file: {path}", hint="give the path of a .gguf file", code=Exit.MODEL_FILE
+            f"not a file: {path}", hint="give the path of a .gguf file", code=ExitCode.MODEL_FILE
         )
     try:
         with path.open("rb") as f:
             magic = f.read(4)
     except OSError as exc:
-        raise QwenlocalError(f"cannot read {path}: {exc.strerror}", code=Exit.MODEL_FILE) from None
+        raise QwenlocalError(f"cannot read {path}: {exc.strerror}", code=ExitCode.MODEL_FILE) from None
     if magic != GGUF_MAGIC:
         raise QwenlocalError(
             f"{path} is not a GGUF model file",
             hint="qwenlocal runs GGUF files; get one with `qwenlocal pull`",
-            code=Exit.MODEL_FILE,
+            code=ExitCode.MODEL_FILE,
         )
 
 
@@ -86,7 +86,7 @@ def load_error(path: Path) -> QwenlocalError:
         f"cannot load {path}: {detail.split(': ', 1)[-1].removeprefix('error loading model: ')}",
         hint="the file may be truncated or corrupt: download it again (`qwenlocal pull`), "
         "or run with QWENLOCAL_DEBUG=1 for llama.cpp's log",
-        code=Exit.MODEL_FILE,
+        code=ExitCode.MODEL_FILE,
     )
 
 
@@ -122,7 +122,7 @@ class Model:
             raise QwenlocalError(
                 f"cannot create a context of {options.n_ctx} tokens for {path.name}",
                 hint="try a smaller --ctx (the machine may be short of memory)",
-                code=Exit.DOES_NOT_FIT,
+                code=ExitCode.DOES_NOT_FIT,
             )
         self.n_ctx = lib.llama_n_ctx(self.ctx)
         self.batch = lib.llama_batch_init(options.n_batch, 0, 1)
@@ -174,7 +174,7 @@ class Model:
                 raise QwenlocalError(
                     f"llama.cpp failed to evaluate the prompt (llama_decode returned {rc})",
                     hint="the context may be full or memory short: try a smaller --ctx",
-                    code=Exit.ERROR,
+                    code=ExitCode.ERROR,
                 )
 
     def close(self) -> None:

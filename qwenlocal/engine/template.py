@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
-from ..errors import Exit, QwenlocalError
+from ..errors import ExitCode, QwenlocalError
 from .markup import Shield
 
 Piece = tuple[str, int | None]  # a run of plain text (None), or a control token's text and id
@@ -57,7 +57,7 @@ class ChatTemplate:
             raise QwenlocalError(
                 f"{self.name} has no chat template",
                 hint="use a chat (instruct) GGUF of Qwen3.5, e.g. `qwenlocal pull 2b`",
-                code=Exit.MODEL_FILE,
+                code=ExitCode.MODEL_FILE,
             )
         if generation not in self._compiled:
             self._compiled[generation] = _compile(self.source)
@@ -72,7 +72,7 @@ class ChatTemplate:
             )
         except Exception as exc:  # the template's raise_exception() and jinja errors
             raise QwenlocalError(
-                f"the chat template rejected the conversation: {exc}", code=Exit.BAD_INPUT
+                f"the chat template rejected the conversation: {exc}", code=ExitCode.BAD_INPUT
             ) from None
         return list(shield.pieces(rendered))
 
@@ -172,7 +172,9 @@ def overflow(told: str, n: int, n_ctx: int, n_ctx_train: int) -> QwenlocalError:
     else:
         hint = f"shorten the input: this model reads at most {n_ctx_train} tokens"
     return QwenlocalError(
-        f"the prompt is {told} tokens but the context holds {n_ctx}", hint=hint, code=Exit.CONTEXT_OVERFLOW
+        f"the prompt is {told} tokens but the context holds {n_ctx}",
+        hint=hint,
+        code=ExitCode.CONTEXT_OVERFLOW,
     )
 
 
