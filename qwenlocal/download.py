@@ -272,21 +272,8 @@ def pull(
     if offline():
         raise offline_error(quant)
     from filelock import FileLock
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.utils import disable_progress_bars
 
-    disable_progress_bars()
-    url = hf_hub_url(quant.repo, quant.file, revision=REVISION)
-    try:
-        meta = get_hf_file_metadata(url)
-    except Exception as exc:
-        raise hub_error(exc, quant) from None
-    if not meta.etag or not meta.commit_hash or meta.size is None:
-        raise QwenlocalError(
-            f"the hub sent no size, hash or commit for {quant.repo}/{quant.file}",
-            hint="check HF_ENDPOINT",
-            code=ExitCode.NETWORK,
-        )
+    meta = _metadata(quant)
     repo = repo_dir(quant.repo)
     blobs = repo / "blobs"
     blob = blobs / meta.etag
@@ -311,35 +298,63 @@ def pull(
         _write_index(index)
         if progress:  # where it starts, before a byte arrives: "resuming" only when bytes were kept
             progress(have, meta.size)
-        try:
-            with partial.open("ab") as f:
-                hub_http_get(
-                    meta.location, _Counting(f, have, meta.size, progress), have, meta.size, quant.file
-                )
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise QwenlocalError(
-                    f"the disk filled up while downloading {quant.file} "
-                    f"(kept {partial.stat().st_size / 1e9:.2f} GB)",
-                    hint="free some space and run the same command to resume",
-                    code=ExitCode.DISK_FULL,
-                ) from None
-            raise hub_error(exc, quant) from None
-        except Exception as exc:
-            raise hub_error(exc, quant) from None
-        expected = meta.etag if len(meta.etag) == 64 else None  # LFS files: the etag is the sha256
-        if expected and sha256(partial, verifying) != expected:
-            partial.unlink()
-            _forget_partial(partial)
-            raise QwenlocalError(
-                f"{quant.file} does not match the hub's sha256 {expected[:12]}...: the download was corrupt "
-                "and has been removed",
-                hint="run the same command to download it again",
-                code=ExitCode.CHECKSUM,
-            )
+        _fetch(quant, meta, partial, have, progress)
+        _verify(quant, meta, partial, verifying)
         os.replace(partial, blob)
         _forget_partial(partial)
         return _link(repo, meta.commit_hash, quant.file, blob)
+
+
+def _metadata(quant: QuantFile):
+    """The hub's size, hash (etag), commit and download location for one file."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()
+    url = hf_hub_url(quant.repo, quant.file, revision=REVISION)
+    try:
+        meta = get_hf_file_metadata(url)
+    except Exception as exc:
+        raise hub_error(exc, quant) from None
+    if not meta.etag or not meta.commit_hash or meta.size is None:
+        raise QwenlocalError(
+            f"the hub sent no size, hash or commit for {quant.repo}/{quant.file}",
+            hint="check HF_ENDPOINT",
+            code=ExitCode.NETWORK,
+        )
+    return meta
+
+
+def _fetch(quant: QuantFile, meta, partial: Path, have: int, progress: Progress | None) -> None:
+    """Append the rest of the file to `partial`, from byte `have` on."""
+    try:
+        with partial.open("ab") as f:
+            hub_http_get(meta.location, _Counting(f, have, meta.size, progress), have, meta.size, quant.file)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise QwenlocalError(
+                f"the disk filled up while downloading {quant.file} "
+                f"(kept {partial.stat().st_size / 1e9:.2f} GB)",
+                hint="free some space and run the same command to resume",
+                code=ExitCode.DISK_FULL,
+            ) from None
+        raise hub_error(exc, quant) from None
+    except Exception as exc:
+        raise hub_error(exc, quant) from None
+
+
+def _verify(quant: QuantFile, meta, partial: Path, verifying: Progress | None) -> None:
+    """Check the download against the hub's sha256; a corrupt one is removed."""
+    expected = meta.etag if len(meta.etag) == 64 else None  # LFS files: the etag is the sha256
+    if expected and sha256(partial, verifying) != expected:
+        partial.unlink()
+        _forget_partial(partial)
+        raise QwenlocalError(
+            f"{quant.file} does not match the hub's sha256 {expected[:12]}...: the download was corrupt "
+            "and has been removed",
+            hint="run the same command to download it again",
+            code=ExitCode.CHECKSUM,
+        )
 
 
 # -- list and remove --------------------------------------------------------------------------
