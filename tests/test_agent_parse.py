@@ -1,10 +1,19 @@
 import pytest
 
-from qwenlocal.agent.parse import FormatError, ToolCall, parse
+from qwenlocal.agent.parse import ToolCall
+from qwenlocal.agent.parse import parse as parse_with
+from qwenlocal.agent.tools import SCHEMAS
 
 CALL = (
     "<tool_call>\n<function=read_file>\n<parameter=path>\nsrc/app.py\n</parameter>\n</function>\n</tool_call>"
 )
+
+
+def parse(reply: str):
+    """The text and calls of a reply to the agent's own tools, which must all be readable."""
+    text, calls, error = parse_with(reply, SCHEMAS)
+    assert error is None, error
+    return text, calls
 
 
 def test_a_plain_answer_has_no_calls():
@@ -54,10 +63,8 @@ def test_the_json_form():
     [
         "<tool_call>\nread_file src/app.py\n</tool_call>",
         '<tool_call>\n{"name": "read_file", "arguments": {oops}}\n</tool_call>',
-        "<function=read_file>\n<parameter=path>\na\n</parameter>\n</function>",
     ],
 )
-def test_malformed_calls_raise_a_message_for_the_model(reply):
-    with pytest.raises(FormatError) as err:
-        parse(reply)
-    assert "<tool_call>" in str(err.value)
+def test_malformed_calls_give_a_message_for_the_model(reply):
+    text, calls, error = parse_with(reply, SCHEMAS)
+    assert calls == [] and "<tool_call>" in str(error)

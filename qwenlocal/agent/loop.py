@@ -27,7 +27,7 @@ from .events import (
     ToolDecision,
     ToolRequested,
 )
-from .parse import FormatError, ToolCall, parse
+from .parse import ToolCall, parse
 from .tools import TOOLS, Kind, Tool, ToolError, Workspace, by_name
 from .transcript import Transcript
 from .undo import Run
@@ -103,9 +103,8 @@ class Agent:
     def _step(self, step: int) -> str | None:
         """The final answer, or None when the model called tools (or could not be read)."""
         done = self._query()
-        try:
-            text, calls = parse(done.answer)
-        except FormatError as error:
+        text, calls, error = parse(done.answer, self.schemas)
+        if error and not calls:  # nothing in the reply could be read
             self._reply(done, done.answer, [])
             self._observe(None, f"Error: {error}", ok=False)
             self._format_errors += 1
@@ -120,6 +119,8 @@ class Agent:
             self._check_repeats(call, text)
             if self._execute(call, step) is Verdict.STOP:
                 raise Stopped("stopped by the user", text)
+        if error:  # a block beside the calls that ran could not be read
+            self._observe(None, f"Error: {error}", ok=False)
         return None
 
     def _query(self) -> Done:

@@ -1,4 +1,4 @@
-"""Parse Qwen3.5's tool calls out of a reply.
+"""Parse Qwen3.5's tool calls out of a reply, typed by the tools' JSON schemas.
 
 The chat template asks for (Qwen3-Coder's XML format):
 
@@ -10,10 +10,26 @@ The chat template asks for (Qwen3-Coder's XML format):
     </function>
     </tool_call>
 
-Small models drift, so the parser is tolerant: text before the call, several calls in one reply,
-a missing closing `</tool_call>` at the end of the reply, JSON-looking values, and the JSON form
-(`<tool_call>{"name": ..., "arguments": {...}}</tool_call>`) older Qwen models use. What it cannot
-read raises FormatError, whose message goes back to the model so it can correct itself.
+The rules follow llama.cpp, vLLM and SGLang for this format, and go further where they would
+silently lose work:
+
+- A `string` parameter is the exact text (`{"a": 1}`, `42`, `true` stay text); `integer`, `number`,
+  `boolean`, `object`, `array` and `null` are decoded as JSON, and a value that does not decode is
+  an error for the model. A union with `string` takes the JSON value when it has one of the other
+  types, else the text. Unknown tools and parameters keep the raw text (the loop refuses them).
+- Exactly one newline is stripped at each end of a value (llama.cpp's rule: `#include\\n` survives).
+- A value runs to the LAST `</parameter>` before the next parameter of this call or its
+  `</function>`, so a value that shows the format's own tags is kept whole: tags nested in the
+  value (`<tool_call>`, `<function=..>` and their closers) are counted and skipped, and only a
+  parameter of the tool not yet given (or an unknown name right after a `</parameter>`) starts a
+  new one. An embedded `<parameter=path>` can never replace a path already given; a value that
+  ends inside a known parameter's tag is two readings of one reply, and is asked again.
+- A misspelled closer (`</parameter >`, `</paramter>`, `</fuction>`) is read as the closer, so it
+  never ends up inside a written file; a missing `</function>` or `</tool_call>` is tolerated.
+- A call without its `<tool_call>` opener is read (vLLM and SGLang do); the JSON form
+  (`<tool_call>{"name": ..., "arguments": {...}}</tool_call>`) older Qwen models use is read too.
+- One unreadable block does not discard the calls beside it: `Parsed.error` reports it while the
+  others run. The text around the calls (before, between, after) is kept as the reply's text.
 """
 
 from __future__ import annotations
@@ -21,15 +37,21 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+from typing import NamedTuple
+
+from .schema import ParamTypes, decode, param_types
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
-_FUNCTION = re.compile(r"<function=([^>\s]+)\s*>(.*?)(?:</function>|$)", re.S)
-_PARAMETER = re.compile(r"<parameter=([^>\s]+)\s*>\n?(.*?)\n?(?:</parameter>|(?=<parameter=)|$)", re.S)
 
 FORMAT_REMINDER = (
     "Call a tool exactly like this, with nothing after it:\n"
     "<tool_call>\n<function=NAME>\n<parameter=ARG>\nVALUE\n</parameter>\n</function>\n</tool_call>"
 )
+
+_NAME = r"[A-Za-z_][\w.\-]*"
+_TAG = re.compile(rf"<(tool_call)\s*>|<(function|parameter)=({_NAME})\s*>|</\s*([A-Za-z_]{{4,12}})\s*>")
+_CLOSERS = ("parameter", "function", "tool_call")
 
 
 class FormatError(ValueError):
@@ -45,54 +67,194 @@ class ToolCall:
         return json.dumps([self.name, self.arguments], sort_keys=True)
 
 
-def _value(text: str):
-    """Parameter values are raw text; numbers, booleans, lists and objects may come as JSON.
-    (Decoded whatever the tool's schema says; each parameter's JSON type is in the tool table,
-    `tools.Tool.types()`, for a parser that reads values by type.)"""
-    stripped = text.strip()
-    if (
-        stripped[:1] in "[{"
-        or stripped in ("true", "false", "null")
-        or re.fullmatch(r"-?\d+(\.\d+)?", stripped)
-    ):
-        try:
-            return json.loads(stripped)
-        except ValueError:
-            pass
-    return text
+class Parsed(NamedTuple):
+    text: str  # everything outside the calls
+    calls: list[ToolCall]
+    error: FormatError | None = None  # the blocks that could not be read, if any
 
 
-def _one(body: str) -> ToolCall:
-    body = body.strip()
-    if body.startswith("{"):  # the JSON form
+class Tag(NamedTuple):
+    kind: str  # "tool_call", "function", "parameter", "/tool_call", "/function", "/parameter"
+    name: str  # the function's or parameter's name for openers
+    start: int
+    end: int
+
+
+def _closer(word: str) -> str | None:
+    """The format's closer a closing tag stands for, near misses included (`</paramter>`)."""
+    word = word.lower()
+    for closer in _CLOSERS:
+        if word == closer or SequenceMatcher(None, word, closer).ratio() >= 0.8:
+            return closer
+    return None
+
+
+def scan(reply: str) -> list[Tag]:
+    tags = []
+    for m in _TAG.finditer(reply):
+        if m[1]:
+            tags.append(Tag("tool_call", "", m.start(), m.end()))
+        elif m[2]:
+            tags.append(Tag(m[2], m[3], m.start(), m.end()))
+        elif closer := _closer(m[4]):
+            tags.append(Tag("/" + closer, "", m.start(), m.end()))
+    return tags
+
+
+class _Bad(Exception):
+    def __init__(self, why: str, end: int) -> None:
+        super().__init__(why)
+        self.end = end  # where reading goes on after the block
+
+
+def parse(reply: str, tools: list[dict]) -> Parsed:
+    """The reply's text and its calls; `tools` are the function schemas offered to the model."""
+    types = param_types(tools)
+    tags = scan(reply)
+    texts, calls, errors = [], [], []
+    pos = 0
+    while True:
+        starts = (k for k, t in enumerate(tags) if t.start >= pos and t.kind in ("tool_call", "function"))
+        i = next(starts, None)
+        if i is None:
+            texts.append(reply[pos:])
+            break
+        texts.append(reply[pos : tags[i].start])
         try:
-            data = json.loads(body)
+            call, pos = _Call(reply, tags, types).read(i)
+            calls.append(call)
+        except _Bad as bad:
+            errors.append(str(bad))
+            pos = max(bad.end, tags[i].end)
+    text = "\n\n".join(t.strip() for t in texts if t.strip())
+    return Parsed(text, calls, _error(errors, len(calls)) if errors else None)
+
+
+def _error(errors: list[str], n_good: int) -> FormatError:
+    what = "; ".join(errors)
+    ran = f" The other {n_good} call(s) in the reply were read and run." if n_good else ""
+    return FormatError(f"{what}.{ran} {FORMAT_REMINDER}")
+
+
+class _Call:
+    """Reads one call starting at a `<tool_call>` or `<function=` tag."""
+
+    def __init__(self, reply: str, tags: list[Tag], types: dict[str, ParamTypes]) -> None:
+        self.reply, self.tags, self.types = reply, tags, types
+
+    def _tag_at(self, pos: int) -> int | None:
+        """The index of the tag that comes next after `pos` with only whitespace before it."""
+        for k, tag in enumerate(self.tags):
+            if tag.start >= pos:
+                return k if not self.reply[pos : tag.start].strip() else None
+        return None
+
+    def _block_end(self, i: int) -> int:
+        """Where an unreadable block ends: its `</tool_call>`, the next call, or the reply's end."""
+        for tag in self.tags[i + 1 :]:
+            if tag.kind == "/tool_call":
+                return tag.end
+            if tag.kind == "tool_call":
+                return tag.start
+        return len(self.reply)
+
+    def read(self, i: int) -> tuple[ToolCall, int]:
+        tag = self.tags[i]
+        if tag.kind == "tool_call":
+            rest = self.reply[tag.end :].lstrip()
+            if rest.startswith("{"):
+                return self._json(tag.end + self.reply[tag.end :].index("{"), i)
+            k = self._tag_at(tag.end)
+            if k is None or self.tags[k].kind != "function":
+                raise _Bad("a <tool_call> must contain <function=NAME>...</function>", self._block_end(i))
+            i = k
+        return self._function(i)
+
+    def _json(self, start: int, i: int) -> tuple[ToolCall, int]:
+        try:
+            data, end = json.JSONDecoder().raw_decode(self.reply, start)
             args = data.get("arguments", data.get("parameters", {}))
             if isinstance(args, str):
                 args = json.loads(args)
-            return ToolCall(str(data["name"]), dict(args))
+            call = ToolCall(str(data["name"]), dict(args))
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise FormatError(f"the JSON in this tool call is not valid. {FORMAT_REMINDER}") from None
-    match = _FUNCTION.search(body)
-    if not match:
-        raise FormatError(f"a <tool_call> must contain <function=NAME>...</function>. {FORMAT_REMINDER}")
-    arguments = {name: _value(value) for name, value in _PARAMETER.findall(match[2])}
-    return ToolCall(match[1], arguments)
+            raise _Bad("the JSON in a tool call is not valid", self._block_end(i)) from None
+        return call, self._after(end, "/tool_call")
+
+    def _after(self, pos: int, kind: str) -> int:
+        """`pos`, or past the tag of this kind that comes next after whitespace."""
+        k = self._tag_at(pos)
+        return self.tags[k].end if k is not None and self.tags[k].kind == kind else pos
+
+    def _function(self, i: int) -> tuple[ToolCall, int]:
+        name = self.tags[i].name
+        known = self.types.get(name)
+        args: dict = {}
+        pos = self.tags[i].end
+        while True:
+            k = self._tag_at(pos)
+            kind = self.tags[k].kind if k is not None else None
+            if kind in ("/function", "/tool_call"):
+                pos = self.tags[k].end
+                break
+            if kind != "parameter":
+                if not self.reply[pos:].strip():  # cut off after a value: the call is complete
+                    pos = len(self.reply)
+                    break
+                raise _Bad(f"{name}: expected <parameter=ARG> or </function>", self._block_end(i))
+            param = self.tags[k].name
+            if param in args:
+                raise _Bad(f"{name}: the parameter {param} is given twice", self._block_end(i))
+            try:
+                raw, pos = Value(self.reply, self.tags, known, set(args) | {param}).read(k)
+                args[param] = decode(raw, known.get(param) if known else None)
+            except ValueError as error:
+                raise _Bad(f"{name}: {param} {error}", self._block_end(i)) from None
+        return ToolCall(name, args), (self._after(pos, "/tool_call") if kind != "/tool_call" else pos)
 
 
-def parse(reply: str) -> tuple[str, list[ToolCall]]:
-    """The text before the first call, and the calls (empty when the reply is a final answer)."""
-    start = reply.find(OPEN)
-    if start < 0:
-        if "<function=" in reply:  # a call without its <tool_call> wrapper
-            raise FormatError(f"the call is not inside <tool_call> ... </tool_call>. {FORMAT_REMINDER}")
-        return reply.strip(), []
-    text = reply[:start].strip()
-    calls = []
-    rest = reply[start:]
-    while rest.startswith(OPEN):
-        end = rest.find(CLOSE)
-        body = rest[len(OPEN) : end if end >= 0 else len(rest)]
-        calls.append(_one(body))
-        rest = rest[end + len(CLOSE) :].lstrip() if end >= 0 else ""
-    return text, calls
+class Value:
+    """The extent of one parameter's value: up to the last `</parameter>` before the next
+    parameter of this call, its `</function>` or `</tool_call>`, tags nested in the value skipped."""
+
+    def __init__(self, reply: str, tags: list[Tag], known: ParamTypes | None, given: set[str]) -> None:
+        self.reply, self.tags, self.known, self.given = reply, tags, known, given
+
+    def _starts_parameter(self, tag: Tag, previous: Tag | None) -> bool:
+        if self.known is not None and tag.name in self.known:
+            return tag.name not in self.given
+        # an unknown name is a parameter only where one ends just before it
+        return previous is not None and previous.kind == "/parameter" and not self._between(previous, tag)
+
+    def _between(self, a: Tag, b: Tag) -> str:
+        return self.reply[a.end : b.start].strip()
+
+    def read(self, k: int) -> tuple[str, int]:
+        """The raw value (one newline stripped at each end) and where reading goes on."""
+        start = self.tags[k].end
+        depth, last_close, previous, inside = 0, None, None, None
+        boundary = len(self.reply)
+        for tag in self.tags[k + 1 :]:
+            if tag.kind in ("tool_call", "function"):
+                depth += 1
+            elif tag.kind in ("/tool_call", "/function"):
+                if depth == 0:
+                    boundary = tag.start
+                    break
+                depth -= 1
+            elif depth == 0 and tag.kind == "parameter":
+                if self._starts_parameter(tag, previous):
+                    boundary = tag.start
+                    break
+                if self.known is not None and tag.name in self.known:
+                    inside = tag.name  # a known parameter's tag inside the value
+            elif depth == 0 and tag.kind == "/parameter":
+                last_close, inside = tag, None
+            if depth == 0:
+                previous = tag
+        if inside is not None:
+            raise ValueError(f"<parameter={inside}> is given twice (or is inside another value)")
+        end, goes_on = (last_close.start, last_close.end) if last_close else (boundary, boundary)
+        value = self.reply[start:end]
+        value = value[1:] if value.startswith("\n") else value
+        return (value[:-1] if value.endswith("\n") else value), goes_on
