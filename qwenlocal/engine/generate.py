@@ -99,12 +99,15 @@ class Limits:
         return "context", Notice(f"stopped: the context of {n_ctx} tokens is full (raise --ctx)")
 
 
-def generate(model: Model, options: GenerateOptions, prompt: PromptRun) -> Iterator[Event]:
-    """Sample after the evaluated prompt: text and reasoning events as they decode, then Done."""
+def generate(
+    model: Model, options: GenerateOptions, prompt: PromptRun, tools: bool = False
+) -> Iterator[Event]:
+    """Sample after the evaluated prompt: text and reasoning events as they decode, then Done.
+    With `tools` offered, a `<tool_call>` ends the reasoning (see thinking.py)."""
     lib, ctx, vocab, piece = model.lib, model.ctx, model.vocab, model.tokenizer.piece
     limits = Limits.of(options, model.n_ctx, prompt)
     stop_at = limits.stop_at
-    splitter = ThinkSplitter(options.think)
+    splitter = ThinkSplitter(options.think, tools)
     utf8 = codecs.getincrementaldecoder("utf-8")("replace")
     tally = Tally()
     tokens = tally.tokens

@@ -94,7 +94,7 @@ class LlamaEngine:
             history = self.template.pieces(messages, options.think, tools, generation=False)
             boundary = turn_boundary(tokens_of(history, self.tokenizer.tokenize), tokens)
         prompt = evaluate_prompt(self.model, tokens, boundary, started)
-        yield from generate(self.model, options, prompt)
+        yield from generate(self.model, options, prompt, tools=bool(tools))
 
     def close(self) -> None:
         if getattr(self, "model", None) is not None:

@@ -1,4 +1,8 @@
-"""Split a streamed reply into reasoning (before `</think>`) and answer (after it)."""
+"""Split a streamed reply into reasoning (before `</think>`) and answer (after it).
+
+When tools were offered, a `<tool_call>` also ends the reasoning, as in llama.cpp: small models
+often call a tool before closing their think block, and the call belongs to the answer, where the
+agent's parser reads it."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Iterator
 from ..events import ReasoningDelta, TextDelta
 
 END = "</think>"
+CALL = "<tool_call>"
 
 
 class ThinkSplitter:
@@ -17,8 +22,9 @@ class ThinkSplitter:
     keeps the full reasoning and answer for the final event.
     """
 
-    def __init__(self, thinking: bool) -> None:
+    def __init__(self, thinking: bool, tools: bool = False) -> None:
         self.in_reasoning = thinking
+        self._ends = (END, CALL) if tools else (END,)
         self._pending = ""
         self._answer_started = False
         self.reasoning = ""
@@ -28,13 +34,14 @@ class ThinkSplitter:
         self._pending += text
         while self._pending:
             if self.in_reasoning:
-                cut = self._pending.find(END)
+                found = [(self._pending.find(t), t) for t in self._ends if t in self._pending]
+                cut, tag = min(found, default=(-1, ""))
                 if cut >= 0:
                     yield from self._reason(self._pending[:cut].rstrip("\n"))
-                    self._pending = self._pending[cut + len(END) :]
+                    self._pending = self._pending[cut + (len(tag) if tag == END else 0) :]  # a call stays
                     self.in_reasoning = False
                     continue
-                keep = _partial_suffix(self._pending, END)
+                keep = max(_partial_suffix(self._pending, t) for t in self._ends)
                 # trailing newlines may be the ones before </think>: hold them too
                 body = self._pending[: len(self._pending) - keep]
                 stripped = body.rstrip("\n")
