@@ -1,8 +1,12 @@
+import json
+from pathlib import Path
+
 import pytest
 
 from qwenlocal.agent.parse import ToolCall
 from qwenlocal.agent.parse import parse as parse_with
-from qwenlocal.agent.tools import SCHEMAS
+from qwenlocal.agent.tools import SCHEMAS, by_name
+from qwenlocal.engine.thinking import ThinkSplitter
 
 CALL = (
     "<tool_call>\n<function=read_file>\n<parameter=path>\nsrc/app.py\n</parameter>\n</function>\n</tool_call>"
@@ -68,3 +72,44 @@ def test_the_json_form():
 def test_malformed_calls_give_a_message_for_the_model(reply):
     text, calls, error = parse_with(reply, SCHEMAS)
     assert calls == [] and "<tool_call>" in str(error)
+
+
+# -- the ported llama.cpp cases and issue 11's, as data ------------------------------------------
+
+DATA = Path(__file__).parent / "data"
+
+
+def _cases():
+    for file in ("llamacpp_qwen_toolcalls.json", "qwenlocal_toolcalls.json"):
+        data = json.loads((DATA / file).read_text(encoding="utf-8"))
+        for case in data["cases"]:
+            yield pytest.param(data["tool_schemas"], case, id=f"{file.split('_')[0]}: {case['name']}")
+
+
+def _schemas(known: dict, names: list[str]) -> list[dict]:
+    """The schemas of the tools a case offers: its own (from test-chat.cpp), or qwenlocal's."""
+    ours = by_name()
+    return [{"type": "function", "function": known[n]} if n in known else ours[n].schema() for n in names]
+
+
+@pytest.mark.parametrize("pieces", ["whole", "char by char"])
+@pytest.mark.parametrize(("known", "case"), list(_cases()))
+def test_tool_call_cases(known, case, pieces):
+    """The splitter (reasoning / answer, a call ending the reasoning) then the parser, as the agent
+    runs them; fed whole and one character at a time, as tokens stream."""
+    splitter = ThinkSplitter(case["thinking"], tools=bool(case["tools"]))
+    text = case["input"]
+    for piece in [text] if pieces == "whole" else list(text):
+        list(splitter.feed(piece))
+    list(splitter.flush())
+    content, calls, error = parse_with(splitter.answer, _schemas(known, case["tools"]))
+    expect = case["expect"]
+    assert splitter.reasoning == expect["reasoning"]
+    assert content == expect["content"]
+    assert [{"name": c.name, "arguments": c.arguments} for c in calls] == expect["tool_calls"]
+    if "error" in expect:
+        assert expect["error"] in str(error)
+    else:
+        assert error is None, error
+    for differs in case.get("llamacpp_expect", {}):  # a deliberate difference is explained
+        assert case.get("note"), differs

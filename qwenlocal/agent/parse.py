@@ -22,8 +22,9 @@ silently lose work:
   `</function>`, so a value that shows the format's own tags is kept whole: tags nested in the
   value (`<tool_call>`, `<function=..>` and their closers) are counted and skipped, and only a
   parameter of the tool not yet given (or an unknown name right after a `</parameter>`) starts a
-  new one. An embedded `<parameter=path>` can never replace a path already given; a value that
-  ends inside a known parameter's tag is two readings of one reply, and is asked again.
+  new one. An embedded `<parameter=path>` can never replace a path already given; a value whose
+  last `</parameter>` closes a known parameter opened inside it (the same parameter twice, or an
+  embedded one before the real one) has two readings, and the model is asked again.
 - A misspelled closer (`</parameter >`, `</paramter>`, `</fuction>`) is read as the closer, so it
   never ends up inside a written file; a missing `</function>` or `</tool_call>` is tolerated.
 - A call without its `<tool_call>` opener is read (vLLM and SGLang do); the JSON form
@@ -52,6 +53,9 @@ FORMAT_REMINDER = (
 _NAME = r"[A-Za-z_][\w.\-]*"
 _TAG = re.compile(rf"<(tool_call)\s*>|<(function|parameter)=({_NAME})\s*>|</\s*([A-Za-z_]{{4,12}})\s*>")
 _CLOSERS = ("parameter", "function", "tool_call")
+# The tags a call's closers follow and precede (Value._glued).
+_BEFORE = {"/function": ("/parameter", "function"), "/tool_call": ("/parameter", "/function")}
+_AFTER = {"/function": ("/tool_call", "tool_call", "function"), "/tool_call": ("tool_call", "function")}
 
 
 class FormatError(ValueError):
@@ -215,46 +219,78 @@ class _Call:
 
 class Value:
     """The extent of one parameter's value: up to the last `</parameter>` before the next
-    parameter of this call, its `</function>` or `</tool_call>`, tags nested in the value skipped."""
+    parameter of this call, its `</function>` or `</tool_call>`; tags nested in the value skipped.
+
+    A `</function>` or `</tool_call>` is structure only where it stands, with nothing but
+    whitespace between, next to a tag the format puts there (or the reply's end):
+    `CLOSE = "</tool_call>"` in a Python file being written is text. A `<tool_call>` opens a
+    nested call only right before a `<function=`; when the nesting never closes (code with a
+    lone `<function=x>`), the value is read again without it."""
 
     def __init__(self, reply: str, tags: list[Tag], known: ParamTypes | None, given: set[str]) -> None:
         self.reply, self.tags, self.known, self.given = reply, tags, known, given
+
+    def _blank(self, start: int, end: int) -> bool:
+        return not self.reply[start:end].strip()
+
+    def _glued(self, k: int) -> bool:
+        """A closer that stands where the structure puts it: right after the tag that comes before
+        it in a call, or right before what comes after a call (or the reply's end)."""
+        tag, tags = self.tags[k], self.tags
+        before = tags[k - 1] if k > 0 else None
+        after = tags[k + 1] if k + 1 < len(tags) else None
+        if before and before.kind in _BEFORE[tag.kind] and self._blank(before.end, tag.start):
+            return True
+        if after is None:
+            return self._blank(tag.end, len(self.reply))
+        return after.kind in _AFTER[tag.kind] and self._blank(tag.end, after.start)
+
+    def _opens(self, k: int, nested: bool) -> bool:
+        tag = self.tags[k]
+        if not nested or tag.kind not in ("tool_call", "function"):
+            return False
+        following = self.tags[k + 1] if k + 1 < len(self.tags) else None
+        return tag.kind == "function" or (
+            following is not None and following.kind == "function" and self._blank(tag.end, following.start)
+        )
 
     def _starts_parameter(self, tag: Tag, previous: Tag | None) -> bool:
         if self.known is not None and tag.name in self.known:
             return tag.name not in self.given
         # an unknown name is a parameter only where one ends just before it
-        return previous is not None and previous.kind == "/parameter" and not self._between(previous, tag)
-
-    def _between(self, a: Tag, b: Tag) -> str:
-        return self.reply[a.end : b.start].strip()
+        return previous is not None and previous.kind == "/parameter" and self._blank(previous.end, tag.start)
 
     def read(self, k: int) -> tuple[str, int]:
         """The raw value (one newline stripped at each end) and where reading goes on."""
-        start = self.tags[k].end
-        depth, last_close, previous, inside = 0, None, None, None
-        boundary = len(self.reply)
-        for tag in self.tags[k + 1 :]:
-            if tag.kind in ("tool_call", "function"):
-                depth += 1
-            elif tag.kind in ("/tool_call", "/function"):
-                if depth == 0:
-                    boundary = tag.start
-                    break
-                depth -= 1
-            elif depth == 0 and tag.kind == "parameter":
-                if self._starts_parameter(tag, previous):
-                    boundary = tag.start
-                    break
-                if self.known is not None and tag.name in self.known:
-                    inside = tag.name  # a known parameter's tag inside the value
-            elif depth == 0 and tag.kind == "/parameter":
-                last_close, inside = tag, None
-            if depth == 0:
-                previous = tag
+        found = self._scan(k, nested=True) or self._scan(k, nested=False)
+        boundary, last_close, inside = found
         if inside is not None:
             raise ValueError(f"<parameter={inside}> is given twice (or is inside another value)")
         end, goes_on = (last_close.start, last_close.end) if last_close else (boundary, boundary)
-        value = self.reply[start:end]
+        value = self.reply[self.tags[k].end : end]
         value = value[1:] if value.startswith("\n") else value
         return (value[:-1] if value.endswith("\n") else value), goes_on
+
+    def _scan(self, k: int, nested: bool) -> tuple[int, Tag | None, str | None] | None:
+        """(boundary, the last `</parameter>` before it, a known parameter opened and not closed),
+        or None when nested tags never closed."""
+        depth, last_close, previous, inside, closing = 0, None, None, None, None
+        for j in range(k + 1, len(self.tags)):
+            tag = self.tags[j]
+            if self._opens(j, nested):
+                depth += 1
+            elif depth and tag.kind in ("/tool_call", "/function"):
+                depth -= 1
+            elif depth:
+                continue
+            elif tag.kind in ("/tool_call", "/function") and self._glued(j):
+                return tag.start, last_close, closing or inside
+            elif tag.kind == "parameter" and self._starts_parameter(tag, previous):
+                return tag.start, last_close, closing or inside
+            elif tag.kind == "parameter" and self.known is not None and tag.name in self.known:
+                inside = tag.name  # a known parameter's tag inside the value
+            elif tag.kind == "/parameter":
+                last_close, closing, inside = tag, inside, None
+            if not depth:
+                previous = tag
+        return None if depth else (len(self.reply), last_close, closing or inside)
