@@ -3,10 +3,18 @@ from pathlib import Path
 
 import pytest
 
+from qwenlocal.agent.approval import YES, Approver
+from qwenlocal.agent.loop import Agent
 from qwenlocal.agent.parse import ToolCall
 from qwenlocal.agent.parse import parse as parse_with
-from qwenlocal.agent.tools import SCHEMAS, by_name
+from qwenlocal.agent.sandbox import Shell
+from qwenlocal.agent.tools import SCHEMAS, Workspace, by_name
+from qwenlocal.agent.undo import Run
+from qwenlocal.catalog import load
+from qwenlocal.engine import GenerateOptions
 from qwenlocal.engine.thinking import ThinkSplitter
+from qwenlocal.testing.engine import FakeEngine
+from qwenlocal.testing.toolcalls import tool_call
 
 CALL = (
     "<tool_call>\n<function=read_file>\n<parameter=path>\nsrc/app.py\n</parameter>\n</function>\n</tool_call>"
@@ -113,3 +121,51 @@ def test_tool_call_cases(known, case, pieces):
         assert error is None, error
     for differs in case.get("llamacpp_expect", {}):  # a deliberate difference is explained
         assert case.get("note"), differs
+
+
+# -- through the agent loop (a scripted engine, real files) --------------------------------------
+
+PKG = '{\n  "name": "demo",\n  "private": true\n}\n'
+DOC = "# Calls\n\nA call:\n\n" + tool_call("read_file", path="src/app.py") + "\n\nThat is all.\n"
+
+
+def _agent(root, replies):
+    records = []
+    engine = FakeEngine(replies)
+    options = GenerateOptions(sampling=load().models["qwen3.5-2b"].sampling(False))
+    run = Run(root)
+    workspace = Workspace(root, Shell(sandbox=False))
+    agent = Agent(engine, options, workspace, Approver(mode=YES), run, records.append)
+    return agent, engine, run
+
+
+def test_the_agent_writes_json_a_number_and_a_doc_of_the_format_byte_for_byte(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.py").write_text("print('keep me')\n")
+    replies = [
+        tool_call("write_file", path="package.json", content=PKG),
+        tool_call("write_file", path="answer.txt", content="42"),
+        tool_call("write_file", path="docs/format.md", content=DOC),
+        "Done.",
+    ]
+    agent, _, _ = _agent(tmp_path, replies)
+    assert agent.solve("write them").reason == "answered"
+    assert (tmp_path / "package.json").read_text() == PKG
+    assert (tmp_path / "answer.txt").read_text() == "42"
+    assert (tmp_path / "docs" / "format.md").read_text() == DOC
+    assert (tmp_path / "src" / "app.py").read_text() == "print('keep me')\n"
+
+
+def test_an_unreadable_block_is_reported_while_the_good_call_beside_it_runs(tmp_path):
+    (tmp_path / "a.txt").write_text("alpha\n")
+    reply = "Reading.\n<tool_call>\nplease read a.txt\n</tool_call>\n" + tool_call("read_file", path="a.txt")
+    agent, engine, run = _agent(tmp_path, [reply + "\nThen I answer.", "ok"])
+    assert agent.solve("read").reason == "answered"
+    tool_messages = [m["content"] for m in engine.seen[1] if m["role"] == "tool"]
+    assert "alpha" in tool_messages[0]
+    assert tool_messages[1].startswith("Error: a <tool_call> must contain <function=NAME>")
+    assert "other 1 call(s) in the reply were read and run" in tool_messages[1]
+    records = [json.loads(line) for line in run.transcript.read_text().splitlines()]
+    record = next(r for r in records if r["type"] == "assistant")
+    assert record["content"] == "Reading.\n\nThen I answer."  # the text after the calls is kept
+    assert record["tool_calls"] == [{"name": "read_file", "arguments": {"path": "a.txt"}}]

@@ -262,7 +262,10 @@ class Value:
 
     def read(self, k: int) -> tuple[str, int]:
         """The raw value (one newline stripped at each end) and where reading goes on."""
-        found = self._scan(k, nested=True) or self._scan(k, nested=False)
+        found = self._scan(k, nested=True)
+        if found[1] is None or found[0] == len(self.reply):  # no `</parameter>` or no end outside
+            flat = self._scan(k, nested=False)  # the nesting: a lone tag in code, say
+            found = flat if flat[1] is not None else found
         boundary, last_close, inside = found
         if inside is not None:
             raise ValueError(f"<parameter={inside}> is given twice (or is inside another value)")
@@ -271,9 +274,8 @@ class Value:
         value = value[1:] if value.startswith("\n") else value
         return (value[:-1] if value.endswith("\n") else value), goes_on
 
-    def _scan(self, k: int, nested: bool) -> tuple[int, Tag | None, str | None] | None:
-        """(boundary, the last `</parameter>` before it, a known parameter opened and not closed),
-        or None when nested tags never closed."""
+    def _scan(self, k: int, nested: bool) -> tuple[int, Tag | None, str | None]:
+        """(the boundary, the last `</parameter>` before it, a known parameter opened inside)."""
         depth, last_close, previous, inside, closing = 0, None, None, None, None
         for j in range(k + 1, len(self.tags)):
             tag = self.tags[j]
@@ -293,4 +295,4 @@ class Value:
                 last_close, closing, inside = tag, inside, None
             if not depth:
                 previous = tag
-        return None if depth else (len(self.reply), last_close, closing or inside)
+        return len(self.reply), last_close, closing or inside
