@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..events import Done
+from ..events import Done, Notice
 from .approval import Decision
 from .parse import ToolCall
 from .tools import Tool
@@ -56,10 +56,31 @@ class Observation:
 
 
 @dataclass(frozen=True)
+class ContextShortened(Notice):
+    """Older tool results were shortened to keep the conversation inside the context (context.py).
+    A Notice, so a view that knows no better shows its text as one line."""
+
+    results: int  # how many
+    characters: int  # removed from them in all
+    tokens_before: int  # the prompt's tokens before (the context's size when it did not fit at all)
+    tokens_after: int
+    n_ctx: int
+
+
+@dataclass(frozen=True)
 class Finished:
     answer: str
     reason: str  # "answered", or why it stopped
     steps: int
 
 
-AgentEvent = TaskGiven | StepStarted | ModelReplied | ToolRequested | ToolDecision | Observation | Finished
+AgentEvent = (
+    TaskGiven
+    | StepStarted
+    | ModelReplied
+    | ToolRequested
+    | ToolDecision
+    | Observation
+    | ContextShortened
+    | Finished
+)

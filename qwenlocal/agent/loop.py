@@ -2,7 +2,8 @@
 
 One `for` around query -> parse -> execute, in the style of mini-swe-agent. It ends when the
 model answers without a tool call, or at a limit: the step budget, repeated identical calls, too
-many unreadable calls in a row, or the user's "stop" (a small exception, Stopped, carries why).
+many unreadable calls in a row, a conversation that no longer fits the context even with its older
+tool results shortened (context.py), or the user's "stop" (a small exception, Stopped, carries why).
 Every event goes to each listener: the transcript (transcript.py) and the caller's view. Every
 file change is snapshotted first (see undo.py). What a tool is and how it runs comes from its
 entry in the table (tools.py); the loop has no tool's name in it.
@@ -17,6 +18,7 @@ from pathlib import Path
 from ..engine import GenerateOptions
 from ..events import Done, Event
 from .approval import Approver, Verdict
+from .context import ContextBudget, ContextFull
 from .events import (
     AgentEvent,
     Finished,
@@ -72,6 +74,7 @@ class Agent:
         self.approver, self.run, self.limits = approver, run, limits
         self.listeners = [Transcript(run), emit]  # the record is written before the view shows it
         self.tools, self.schemas = by_name(tools), [tool.schema() for tool in tools]
+        self.budget = ContextBudget(engine, options.think, self.schemas, options.max_tokens)
         prompt = SYSTEM.format(workspace=workspace.root)
         self.messages: list[dict] = [
             {"role": "system", "content": prompt + (f"\n\n{system}" if system else "")}
@@ -102,6 +105,7 @@ class Agent:
 
     def _step(self, step: int) -> str | None:
         """The final answer, or None when the model called tools (or could not be read)."""
+        self._fit_context()
         done = self._query()
         text, calls, error = parse(done.answer, self.schemas)
         if error and not calls:  # nothing in the reply could be read
@@ -122,6 +126,15 @@ class Agent:
         if error:  # a block beside the calls that ran could not be read
             self._observe(None, f"Error: {error}", ok=False)
         return None
+
+    def _fit_context(self) -> None:
+        """Shorten older tool results when the conversation nears the context's size (context.py)."""
+        try:
+            shortened = self.budget.fit(self.messages)
+        except ContextFull as full:
+            raise Stopped(str(full)) from None
+        if shortened is not None:
+            self.emit(shortened)
 
     def _query(self) -> Done:
         done = None

@@ -1,12 +1,14 @@
 """The run's JSONL transcript, written from the same events the view shows.
 
 One record per task, model reply, approval, tool result and end: `{"time", "type", ...}` with
-type "task", "assistant", "approval", "tool_result" or "finished" (undo.Run.log writes them).
+type "task", "assistant", "approval", "tool_result", "context" (older results shortened for the
+model; the records keep them whole) or "finished" (undo.Run.log writes them).
 """
 
 from __future__ import annotations
 
 from .events import (
+    ContextShortened,
     Finished,
     ModelReplied,
     Observation,
@@ -64,6 +66,16 @@ class Transcript:
                 arguments=call.arguments if call else None,
                 ok=event.ok,
                 result=event.text,
+            )
+        elif isinstance(event, ContextShortened):
+            log(
+                "context",
+                step=self.step,
+                shortened=event.results,
+                characters=event.characters,
+                tokens_before=event.tokens_before,
+                tokens_after=event.tokens_after,
+                n_ctx=event.n_ctx,
             )
         elif isinstance(event, Finished):
             log("finished", answer=event.answer, reason=event.reason, steps=event.steps)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from ..engine import GenerateOptions
+from ..errors import ExitCode, QwenlocalError
 from ..events import Done, Event, Stats
 
 
@@ -18,7 +19,7 @@ class FakeEngine:  # an Engine (qwenlocal.engine.Engine)
 
     `expect_tools`: tool names every call must offer (an AssertionError otherwise)."""
 
-    def __init__(self, replies: Iterable[str], expect_tools: Iterable[str] = (), n_ctx: int = 100) -> None:
+    def __init__(self, replies: Iterable[str], expect_tools: Iterable[str] = (), n_ctx: int = 32768) -> None:
         self.replies = list(replies)
         self.expect_tools = set(expect_tools)
         self.n_ctx = n_ctx
@@ -33,6 +34,7 @@ class FakeEngine:  # an Engine (qwenlocal.engine.Engine)
         tools: list[dict] | None = None,
         checkpoint: bool = True,
     ) -> Iterator[Event]:
+        self.prompt_tokens(messages, options.think, tools)  # a prompt that does not fit is refused
         self.seen.append([dict(m) for m in messages])
         self.tools_seen.append(tools)
         if self.expect_tools:
@@ -47,8 +49,11 @@ class FakeEngine:  # an Engine (qwenlocal.engine.Engine)
         return text + ("assistant: " if generation else "")
 
     def prompt_tokens(self, messages: list[dict], think: bool, tools: list[dict] | None = None) -> list[int]:
-        """One token per word of the rendered prompt."""
-        return list(range(len(self.render(messages, think, tools).split())))
+        """One token per word of the rendered prompt; refused, as the real one, when it does not fit."""
+        tokens = list(range(len(self.render(messages, think, tools).split())))
+        if len(tokens) >= self.n_ctx:
+            raise QwenlocalError(f"the prompt is {len(tokens)} tokens", code=ExitCode.CONTEXT_OVERFLOW)
+        return tokens
 
     def close(self) -> None:
         self.closed = True
