@@ -169,3 +169,9 @@ def test_an_unreadable_block_is_reported_while_the_good_call_beside_it_runs(tmp_
     record = next(r for r in records if r["type"] == "assistant")
     assert record["content"] == "Reading.\n\nThen I answer."  # the text after the calls is kept
     assert record["tool_calls"] == [{"name": "read_file", "arguments": {"path": "a.txt"}}]
+
+
+def test_the_json_form_gives_a_string_parameter_text():
+    arguments = {"path": "a.json", "content": {"a": 1}}
+    _, [call] = parse(f"<tool_call>\n{json.dumps({'name': 'write_file', 'arguments': arguments})}\n</tool_call>")
+    assert call.arguments == {"path": "a.json", "content": '{\n  "a": 1\n}'}

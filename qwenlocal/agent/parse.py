@@ -180,10 +180,14 @@ class _Call:
             args = data.get("arguments", data.get("parameters", {}))
             if isinstance(args, str):
                 args = json.loads(args)
-            call = ToolCall(str(data["name"]), dict(args))
+            name, args = str(data["name"]), dict(args)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise _Bad("the JSON in a tool call is not valid", self._block_end(i)) from None
-        return call, self._after(end, "/tool_call")
+        known = self.types.get(name) or {}
+        for param, value in args.items():  # a file's JSON given as an object is still its text
+            if known.get(param) == {"string"} and not isinstance(value, str):
+                args[param] = json.dumps(value, ensure_ascii=False, indent=2)
+        return ToolCall(name, args), self._after(end, "/tool_call")
 
     def _after(self, pos: int, kind: str) -> int:
         """`pos`, or past the tag of this kind that comes next after whitespace."""
