@@ -172,6 +172,6 @@ def test_an_unreadable_block_is_reported_while_the_good_call_beside_it_runs(tmp_
 
 
 def test_the_json_form_gives_a_string_parameter_text():
-    arguments = {"path": "a.json", "content": {"a": 1}}
-    _, [call] = parse(f"<tool_call>\n{json.dumps({'name': 'write_file', 'arguments': arguments})}\n</tool_call>")
+    data = {"name": "write_file", "arguments": {"path": "a.json", "content": {"a": 1}}}
+    _, [call] = parse(f"<tool_call>\n{json.dumps(data)}\n</tool_call>")
     assert call.arguments == {"path": "a.json", "content": '{\n  "a": 1\n}'}
