@@ -117,9 +117,16 @@ def test_when_nothing_more_can_be_shortened_the_run_stops_with_a_reason(project)
     # two steps' results are kept whole; with those, even the task does not leave room for a reply
     agent, engine, events = run(project, reads(20), n_ctx=1100)
     result = agent.solve("read every part")
-    assert result.reason.startswith("stopped: the conversation needs")
-    assert "the context holds 1100 (raise --ctx)" in result.reason
+    assert result.reason.startswith("stopped: the conversation is ")
+    assert "a reply needs 275 more, but the context holds 1100 (raise --ctx)" in result.reason
     assert result.steps == len(engine.seen) + 1 < 20  # it stopped before asking the model again
+
+
+def test_a_task_that_cannot_fit_stops_at_step_1_with_a_reason(project):
+    agent, engine, _ = run(project, reads(1), n_ctx=200)
+    result = agent.solve("word " * 300)  # the fake engine refuses it outright
+    assert result.reason.startswith("stopped: the conversation is over 200 tokens and a reply needs 50")
+    assert result.steps == 1 and engine.seen == []
 
 
 def test_room_for_the_reply_is_max_tokens_when_set(project):

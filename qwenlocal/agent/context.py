@@ -67,9 +67,11 @@ class ContextBudget:
             if n <= self.target:
                 break
         if n > self.limit:
+            n_ctx = self.engine.n_ctx
+            size = f"{n} tokens" if n < n_ctx else f"over {n_ctx} tokens"
             raise ContextFull(
-                f"stopped: the conversation needs {n} tokens with room for a reply, and the context "
-                f"holds {self.engine.n_ctx} (raise --ctx); older results were shortened as far as they can be"
+                f"stopped: the conversation is {size} and a reply needs {self.reserve} more, but the "
+                f"context holds {n_ctx} (raise --ctx); older results were shortened as far as they can be"
             )
         text = (
             f"context: {results} earlier tool result{'s' if results != 1 else ''} shortened "
