@@ -6,9 +6,11 @@ tail, one at a time, until it does; the system prompt, the task, the model's own
 latest steps' results are never touched. The transcript keeps every result whole.
 
 Shortening changes the prompt's prefix, so the engine's state reuse (engine/statecache.py) has to
-evaluate the conversation again from the first shortened result. So a shortening frees a good
-margin at once (a quarter of the context, FREE_SHARE) instead of the few tokens this step lacks:
-then it happens every several steps of a long run, not at every step once the context is full.
+evaluate the conversation again from its latest checkpoint before the first shortened result: as
+the checkpoints are those of the last few steps, in practice the whole prompt, once. So a
+shortening frees a good margin at once (a quarter of the context, FREE_SHARE) rather than the few
+tokens this step lacks: then it happens every several steps of a long run, not at every step once
+the context is full, and the steps between reuse the state again.
 """
 
 from __future__ import annotations
