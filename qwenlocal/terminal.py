@@ -122,16 +122,21 @@ class Terminal:
 
     # -- asking -------------------------------------------------------------------------------
 
+    # A question is plain text: `[y]es` must not be taken for Rich markup and vanish.
+
     def confirm(self, question: str, default: bool) -> bool:
         from rich.prompt import Confirm
+        from rich.text import Text
 
-        return Confirm.ask(question, default=default, console=self.err_console(), stream=self._answers())
+        console, answers = self.err_console(), self._answers()
+        return Confirm.ask(Text(question), default=default, console=console, stream=answers)
 
     def choose(self, question: str, choices: list[str], default: str) -> str:
         from rich.prompt import Prompt
+        from rich.text import Text
 
         return Prompt.ask(
-            question,
+            Text(question),
             choices=choices,
             default=default,
             show_choices=False,

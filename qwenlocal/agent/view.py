@@ -1,5 +1,18 @@
 """How an agent run looks: steps, calls, diffs and results on stderr; the final answer on stdout.
-Everything is written through the command's `Terminal`."""
+Everything is written through the command's `Terminal`.
+
+On a terminal (colour) a step reads:
+
+    ── step 2/25
+    I'll add the docstring.                  (the model's text; streamed live, then kept)
+    ▸ edit_file utils.py                     (each call once, readably, never its XML)
+    <the diff, or the command>
+    Allow edit_file? [y]es / [n]o / [a]lways for edit_file / [s]top (n): y
+      ✓ approved
+      updated utils.py (+1 −0)               (the outcome; long output folded)
+
+Reasoning streams dimmed. Elsewhere (a pipe, NO_COLOR) the same events are plain lines.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +20,92 @@ from collections.abc import Callable
 
 from ..events import Done, Notice, ReasoningDelta, TextDelta
 from ..terminal import Terminal
-from .events import Finished, Observation, StepStarted, ToolDecision, ToolRequested
-from .tools import Kind
+from .events import Finished, ModelReplied, Observation, StepStarted, ToolDecision, ToolRequested
+from .outcome import WIDE, call_line, outcome
+from .tools import Kind, Tool
+
+MARKERS = ("<tool_call>", "<function=")  # a call starts: the rest of the reply is not for reading
+
+
+class CallHider:
+    """The streamed text a person reads: everything before the first tool call's markup. Holds
+    back a piece that may be the start of a marker split across deltas."""
+
+    def __init__(self) -> None:
+        self.visible = ""
+        self._held = ""
+        self._hidden = False
+
+    def feed(self, text: str) -> str:
+        if self._hidden:
+            return ""
+        text = self._held + text
+        cuts = [i for i in (text.find(m) for m in MARKERS) if i >= 0]
+        if cuts:
+            self._hidden, self._held = True, ""
+            shown = text[: min(cuts)]
+        else:
+            keep = max(_partial(text, m) for m in MARKERS)
+            shown, self._held = text[: len(text) - keep], text[len(text) - keep :]
+        self.visible += shown
+        return shown
+
+    def flush(self) -> str:
+        """The reply ended: a held piece that never became a marker is text after all."""
+        held, self._held = self._held, ""
+        self.visible += held
+        return held
+
+
+def _partial(text: str, marker: str) -> int:
+    """Length of the longest end of `text` that begins `marker`."""
+    return next((n for n in range(min(len(marker) - 1, len(text)), 0, -1) if marker.startswith(text[-n:])), 0)
+
+
+class LiveText:
+    """The model's text while it streams, in a small live area that is cleared when the reply
+    ends (it is then printed once, or is the answer, which goes to stdout)."""
+
+    LINES = 6
+
+    def __init__(self, console) -> None:
+        from rich.live import Live
+
+        self.console = console
+        self.live = Live(console=console, transient=True, auto_refresh=False)
+        self.live.start()
+
+    def update(self, text: str) -> None:
+        from rich.text import Text
+
+        width = max(self.console.width - 1, 20)
+        lines = [line[:width] for line in text.strip("\n").splitlines()[-self.LINES :]]
+        self.live.update(Text("\n".join(lines)), refresh=True)
+
+    def stop(self) -> None:
+        self.live.stop()
 
 
 class AgentView:
-    def __init__(self, show_thinking: bool, json_mode: bool = False, term: Terminal | None = None) -> None:
+    def __init__(
+        self,
+        show_thinking: bool,
+        json_mode: bool = False,
+        term: Terminal | None = None,
+        max_steps: int | None = None,
+    ) -> None:
         self.term = term = term if term is not None else Terminal()
         self.tty = term.colour()
         self.console = term.err_console()
         self.show_thinking = show_thinking
         self.json_mode = json_mode
+        self.max_steps = max_steps
         self._streaming = False
+        self._hider = CallHider()
+        self._live: LiveText | None = None
+        self._unread = ""  # the text of a reply whose calls could not be read
+        self._requested: dict[int, tuple[Tool, str]] = {}  # id(call) -> its tool and preview
+        self._refused: set[int] = set()  # calls whose refusal was shown already
 
     def _line(self, text: str, style: str = "") -> None:
         self._end_stream()
@@ -28,39 +115,109 @@ class AgentView:
             self.term.say(text)
 
     def _end_stream(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
         if self._streaming:
             self.term.stderr.write("\n")
             self._streaming = False
 
     def __call__(self, event) -> None:
-        if isinstance(event, ReasoningDelta | TextDelta):
-            if self.show_thinking:
-                if self.tty:
-                    self.console.print(event.text, style="dim", end="", highlight=False, markup=False)
-                else:
-                    self.term.stderr.write(event.text)
-                self._streaming = True
-        elif isinstance(event, Notice):
+        if isinstance(event, ReasoningDelta):
+            self._reasoning(event.text)
+        elif isinstance(event, TextDelta):
+            self._text(event.text)
+        elif isinstance(event, Notice):  # ContextShortened too
             self._end_stream()
             self.term.warn(event.text)
         elif isinstance(event, Done):
+            self._hider.flush()
             self._end_stream()
+        elif isinstance(event, ModelReplied):
+            self._replied(event)
         elif isinstance(event, StepStarted):
-            self._line(f"── step {event.step}", "bold cyan")
+            of = f"/{self.max_steps}" if self.max_steps else ""
+            self._line(f"── step {event.step}{of}", "bold cyan")
         elif isinstance(event, ToolRequested):
-            self._line(f"→ {event.call.name} {_short(event.call.arguments)}", "bold")
-            if event.tool.kind is not Kind.READ:  # the diff or the command
-                self._diff(event.preview)
+            self._requested_(event)
         elif isinstance(event, ToolDecision):
-            if event.decision.needed:
-                self._line(f"  {event.decision.why}", "green" if event.decision.allowed else "red")
+            self._decided(event)
         elif isinstance(event, Observation):
+            self._observed(event)
+        elif isinstance(event, Finished):
+            self.finish(event)
+
+    # -- the model's reply ----------------------------------------------------------------------
+
+    def _reasoning(self, text: str) -> None:
+        if not self.show_thinking:
+            return
+        if self.tty:
+            self.console.print(text, style="dim italic", end="", highlight=False, markup=False)
+        else:
+            self.term.stderr.write(text)
+            self.term.stderr.flush()
+        self._streaming = True
+
+    def _text(self, text: str) -> None:
+        self._hider.feed(text)
+        if not self.tty or not self._hider.visible.strip():
+            return
+        if self._live is None:
+            self._end_stream()
+            self._live = LiveText(self.console)
+        self._live.update(self._hider.visible)
+
+    def _replied(self, event: ModelReplied) -> None:
+        shown = self._hider.visible.strip()
+        self._hider = CallHider()
+        if event.calls and event.text.strip():
+            self._line(event.text.strip())
+        elif not event.calls:
+            self._unread = shown  # shown only if it turns out to be an unreadable call
+
+    # -- each call: what, the approval, the outcome --------------------------------------------
+
+    def _requested_(self, event: ToolRequested) -> None:
+        self._requested[id(event.call)] = (event.tool, event.preview)
+        if self.tty:
+            self._line(f"▸ {call_line(event.call.name, event.call.arguments, event.tool)}", "bold")
+        else:
+            self._line(f"→ {event.call.name} {_short(event.call.arguments)}")
+        kind = event.tool.kind
+        if kind is Kind.EDIT or (kind is Kind.SHELL and (not self.tty or _long(event))):
+            self._diff(event.preview)  # the diff, or a command the call line could not show whole
+
+    def _decided(self, event: ToolDecision) -> None:
+        decision = event.decision
+        if not decision.needed:
+            return
+        if not self.tty:
+            self._line(f"  {decision.why}")
+            return
+        if not decision.allowed:
+            self._refused.add(id(event.call))
+        mark, style = ("✓", "green") if decision.allowed else ("✗", "red")
+        self._line(f"  {mark} {decision.why}", style)
+
+    def _observed(self, event: Observation) -> None:
+        if not self.tty:
             first = event.text.strip().splitlines()[:6]
             more = len(event.text.strip().splitlines()) - len(first)
             text = "\n".join("  " + line for line in first) + (f"\n  … {more} more lines" if more > 0 else "")
-            self._line(text, "" if event.ok else "red")
-        elif isinstance(event, Finished):
-            self.finish(event)
+            self._line(text)
+            return
+        if id(event.call) in self._refused:  # "Not done: the user declined": shown already
+            return
+        if event.call is None and self._unread:
+            self._line(self._unread)
+        if event.call is not None and id(event.call) not in self._requested:  # refused before asking
+            self._line(f"▸ {call_line(event.call.name, event.call.arguments, None)}", "bold")
+        tool, preview = self._requested.get(id(event.call), (None, ""))
+        headline, lines, good = outcome(tool, event.text, event.ok, preview)
+        self._line(f"  {headline}", "" if good else "red")
+        if lines:
+            self._line("\n".join("    " + line for line in lines), "dim")
 
     def _diff(self, diff: str) -> None:
         if not self.tty:
@@ -69,7 +226,8 @@ class AgentView:
             return
         from rich.syntax import Syntax
 
-        self.console.print(Syntax(diff, "diff", theme="ansi_dark", background_color="default"))
+        lexer = "bash" if diff.startswith("$ ") else "diff"
+        self.console.print(Syntax(diff.rstrip("\n"), lexer, theme="ansi_dark", background_color="default"))
 
     def finish(self, event: Finished) -> None:
         self._end_stream()
@@ -86,6 +244,14 @@ class AgentView:
                 self.term.markdown_block(event.answer)
             else:
                 self.term.write(event.answer.rstrip("\n") + "\n")
+
+
+def _long(event: ToolRequested) -> bool:
+    """A shell command shown whole only when the call line could not (several lines, long)."""
+    if not event.tool.key:
+        return True
+    command = str(event.call.arguments.get(event.tool.key, ""))
+    return "\n" in command.strip() or len(command.strip()) > WIDE
 
 
 def _short(arguments: dict) -> str:

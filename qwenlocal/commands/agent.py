@@ -130,7 +130,7 @@ def solve(
     free = {"yes": "everything", "auto-edit": "file edits"}.get(mode, "nothing")
     refused = "" if term.can_ask or mode == "yes" else "; not a terminal, so the rest is refused"
     term.warn(f"approval: {free} runs without asking{refused}")
-    view = AgentView(term.shows_reasoning(settings.show_reasoning), settings.json, term)
+    view = AgentView(term.shows_reasoning(settings.show_reasoning), settings.json, term, max_steps)
     agent = Agent(
         loaded.engine,
         loaded.generate_options(settings),
