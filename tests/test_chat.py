@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -46,8 +47,19 @@ def say(child: pexpect.spawn, text: str, until: str = FOOTER) -> str:
 
 
 def stats_of(child: pexpect.spawn) -> dict:
-    out = say(child, "/stats", until=r"\}")
-    return json.loads(out[out.index("{") : out.rindex("}") + 1])
+    """/stats's table, read back: every row is there, and its numbers."""
+    out = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", say(child, "/stats", until=r"% used"))
+    rows = {m[1]: m[2] for m in re.finditer(r"^ *([a-z ]+?)  +(\S.*?) *$", out, re.M)}
+    assert {"generated", "speed", "prompt", "prompt speed", "first token", "load", "context"} <= set(rows)
+    assert rows["speed"].startswith(tuple("0123456789")) and "tok/s" in rows["speed"]
+    number = lambda text: int(re.match(r"[\d,]+", text)[0].replace(",", ""))  # noqa: E731
+    used, _, n_ctx = rows["context"].partition(" / ")
+    return {
+        "generated_tokens": number(rows["generated"]),
+        "prompt_tokens": number(rows["prompt"]),
+        "ctx_used": number(used),
+        "n_ctx": number(n_ctx),
+    }
 
 
 def leave(child: pexpect.spawn) -> int:
@@ -119,6 +131,30 @@ def test_ctrl_c_twice_at_the_prompt_leaves(answer_model):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def test_stats_is_a_table_of_the_last_answer():
+    import io
+
+    from qwenlocal.commands.slash import stats_table
+    from qwenlocal.events import Stats
+    from qwenlocal.terminal import Terminal
+
+    stats = Stats(load_s=0.5, prompt_tokens=1234, prompt_s=0.2, generated_tokens=56, reasoning_tokens=10,
+                  generate_s=1.1, ttft_s=0.25, n_ctx=32768, reused_tokens=1000)  # fmt: skip
+    out = io.StringIO()
+    Terminal(io.StringIO(), out, io.StringIO()).table(stats_table(stats))
+    assert [line.rstrip() for line in out.getvalue().splitlines()] == [
+        "last answer",
+        " generated          56 tokens  10 of them reasoning",
+        " speed             50.0 tok/s  in 1.10s",
+        " prompt          1,234 tokens  1,000 of them reused",
+        " prompt speed    1170.0 tok/s  in 0.20s",
+        " first token            0.25s",
+        " load                   0.50s",
+        " context       1,290 / 32,768  4% used",
+    ]
+    assert "{" not in out.getvalue()  # not JSON
 
 
 def test_slash_commands(answer_model, isolated_home, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING
 from ..conversation import Conversation, to_markdown
 
 if TYPE_CHECKING:
+    from ..events import Stats
     from .chat import Chat
 
 HELP = """\
@@ -132,7 +132,31 @@ def _stats(chat: Chat, arg: str) -> None:
     if chat.session.last is None:
         chat.term.warn("no answer yet")
         return
-    chat.term.say(json.dumps(chat.session.last.stats.as_dict(), indent=1))
+    chat.term.table(stats_table(chat.session.last.stats))
+
+
+def stats_table(stats: Stats):
+    """The last answer's numbers, one per row, with units (the footer's line, spelled out)."""
+    from rich.table import Table
+
+    table = Table(title="last answer", title_justify="left", show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_column(style="dim")
+    reused = f"{stats.reused_tokens:,} of them reused" if stats.reused_tokens else ""
+    percent = 100 * stats.ctx_used / max(stats.n_ctx, 1)
+    rows = [
+        ("generated", f"{stats.generated_tokens:,} tokens", f"{stats.reasoning_tokens:,} of them reasoning"),
+        ("speed", f"{stats.generate_tps:.1f} tok/s", f"in {stats.generate_s:.2f}s"),
+        ("prompt", f"{stats.prompt_tokens:,} tokens", reused),
+        ("prompt speed", f"{stats.prompt_tps:.1f} tok/s", f"in {stats.prompt_s:.2f}s"),
+        ("first token", f"{stats.ttft_s:.2f}s", ""),
+        ("load", f"{stats.load_s:.2f}s", ""),
+        ("context", f"{stats.ctx_used:,} / {stats.n_ctx:,}", f"{percent:.0f}% used"),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 COMMANDS: dict[str, Callable[[Chat, str], bool | None]] = {
