@@ -43,8 +43,6 @@ from typing import NamedTuple
 
 from .schema import ParamTypes, decode, param_types
 
-OPEN, CLOSE = "<tool_call>", "</tool_call>"
-
 FORMAT_REMINDER = (
     "Call a tool exactly like this, with nothing after it:\n"
     "<tool_call>\n<function=NAME>\n<parameter=ARG>\nVALUE\n</parameter>\n</function>\n</tool_call>"
