@@ -11,7 +11,7 @@ import pytest
 
 from qwenlocal.agent.approval import YES, Approver
 from qwenlocal.agent.context import HEAD, KEEP_STEPS, TAIL, ContextBudget
-from qwenlocal.agent.events import ContextShortened, Finished
+from qwenlocal.agent.events import ContextShortened, Finished, ModelReplied
 from qwenlocal.agent.loop import Agent, Limits
 from qwenlocal.agent.sandbox import Shell
 from qwenlocal.agent.tools import Workspace
@@ -156,3 +156,58 @@ def test_short_results_are_not_worth_shortening():
         {"role": "tool", "content": "z" * 2000},
     ]
     assert ContextBudget.shortenable(messages) == [3]
+
+
+# -- the real engine -------------------------------------------------------------------------
+
+
+def real_agent(model_path, project, n_ctx, max_steps):
+    from qwenlocal.engine import LlamaEngine, LoadOptions
+
+    engine = LlamaEngine(model_path, LoadOptions(n_ctx=n_ctx, n_threads=2))
+    events = []
+    options = GenerateOptions(OPTIONS.sampling.__class__(0.0, 1.0, 0, 0.0, 0.0, 1.0))
+    agent = Agent(
+        engine,
+        options,
+        Workspace(project, Shell(sandbox=False)),
+        Approver(mode=YES),
+        Run(project),
+        events.append,
+        Limits(max_steps=max_steps, max_repeats=100),
+    )
+    return agent, engine, events
+
+
+@pytest.fixture(scope="module")
+def reading_model(tmp_path_factory):
+    """Always reads part0.txt, whatever the results say: a run as long as its step limit."""
+    from qwenlocal.testing import ggufs
+
+    path = tmp_path_factory.mktemp("ctx") / "reader.gguf"
+    return ggufs.write_scripted(path, {"\n\n": call("read_file", path="part0.txt")})
+
+
+def test_each_step_evaluates_only_its_new_tokens_until_a_shortening(reading_model, project):
+    # each result is ~2,600 characters, about a token each in the scripted model's small
+    # vocabulary: the fourth step no longer fits 12K tokens with room for a reply
+    agent, engine, events = real_agent(reading_model, project, 12288, 4)
+    with engine:
+        result = agent.solve("read part 0, again and again")
+        hi = [{"role": "user", "content": "hi"}]
+        # the assistant's opening, which each prompt ends with and the next renders differently
+        opening = len(engine.tokenize(engine.render(hi, False), special=True)) - len(
+            engine.tokenize(engine.render(hi, False, generation=False), special=True)
+        )
+    assert result.reason == "stopped: the limit of 4 steps was reached"  # not an overflow
+    stats = [e.done.stats for e in events if isinstance(e, ModelReplied)]
+    assert len(stats) == 4 and stats[0].reused_tokens == 0
+    for before, now in zip(stats[:2], stats[1:3], strict=True):
+        # the whole previous prompt but its opening comes from the engine's state: only the
+        # call and its result are evaluated
+        assert now.reused_tokens == before.prompt_tokens - opening
+    (shortened,) = [e for e in events if isinstance(e, ContextShortened)]
+    assert shortened.results == 1 and shortened.tokens_before > agent.budget.limit
+    # the shortened prompt fits, and is evaluated again from a checkpoint before the change
+    assert stats[3].prompt_tokens == shortened.tokens_after <= agent.budget.limit
+    assert stats[3].reused_tokens < stats[2].prompt_tokens
