@@ -249,3 +249,48 @@ def test_approval_on_a_terminal(tmp_path):
         "── step 2/25",
         ANSWER,
     ]
+
+
+def test_refusals_and_unreadable_calls_read_once_on_a_terminal(tmp_path):
+    root = tmp_path / "project"
+    root.mkdir()
+    engine = StreamingEngine(
+        [
+            "Reading.\n<tool_call>\nplease read a.txt\n</tool_call>",
+            call("delete_everything", path="."),
+            call("write_file", path="a.txt", content="x"),
+            "Stopped.",
+        ]
+    )
+    engine.think = []
+    err = TTY()
+    term = Terminal(TTY(), TTY(), err, env={"TERM": "xterm-256color"})
+    approver = Approver(mode=ASK, ask=lambda tool, preview: "n")
+    agent = Agent(
+        engine,
+        OPTIONS,
+        Workspace(root, Shell(sandbox=False)),
+        approver,
+        Run(root),
+        AgentView(False, term=term),
+    )
+    agent.solve("write a.txt")
+    shown = screen(err.getvalue().replace("\n", "\r\n"), 200)
+    assert shown == [
+        "── step 1",
+        "Reading.",  # the text before the unreadable call, then why (the format reminder is the model's)
+        "  Error: a <tool_call> must contain <function=NAME>...</function>.",
+        "── step 2",
+        "▸ delete_everything path=.",
+        "  Error: there is no tool 'delete_everything'. The tools are: read_file, write_file, edit_file, "
+        "list_files, search_files, run_shell.",
+        "── step 3",
+        "▸ write_file a.txt",
+        "--- /dev/null",
+        "+++ b/a.txt",
+        "@@ -0,0 +1 @@",
+        "+x",
+        "\\ No newline at end of file",
+        "  ✗ the user declined",
+        "── step 4",
+    ]

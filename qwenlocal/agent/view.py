@@ -22,6 +22,7 @@ from ..events import Done, Notice, ReasoningDelta, TextDelta
 from ..terminal import Terminal
 from .events import Finished, ModelReplied, Observation, StepStarted, ToolDecision, ToolRequested
 from .outcome import WIDE, call_line, outcome
+from .parse import FORMAT_REMINDER
 from .tools import Kind, Tool
 
 MARKERS = ("<tool_call>", "<function=")  # a call starts: the rest of the reply is not for reading
@@ -214,7 +215,8 @@ class AgentView:
         if event.call is not None and id(event.call) not in self._requested:  # refused before asking
             self._line(f"▸ {call_line(event.call.name, event.call.arguments, None)}", "bold")
         tool, preview = self._requested.get(id(event.call), (None, ""))
-        headline, lines, good = outcome(tool, event.text, event.ok, preview)
+        text = event.text.replace(FORMAT_REMINDER, "").strip()  # for the model, not the person
+        headline, lines, good = outcome(tool, text, event.ok, preview)
         self._line(f"  {headline}", "" if good else "red")
         if lines:
             self._line("\n".join("    " + line for line in lines), "dim")
