@@ -294,3 +294,13 @@ def test_refusals_and_unreadable_calls_read_once_on_a_terminal(tmp_path):
         "  ✗ the user declined",
         "── step 4",
     ]
+
+
+def test_ctrl_c_while_the_text_streams_gives_the_cursor_back():
+    err = TTY()
+    view = AgentView(True, term=Terminal(TTY(), TTY(), err, env={"TERM": "xterm-256color"}))
+    view(TextDelta("Let me think about "))
+    assert err.getvalue().count("\x1b[?25l") == 1  # the live area hides the cursor
+    view.interrupted()
+    assert "\x1b[?25h" in err.getvalue().split("\x1b[?25l", 1)[1]  # and shows it again
+    assert screen(err.getvalue().replace("\n", "\r\n")) == []  # the unfinished text is cleared

@@ -73,7 +73,9 @@ class LiveText:
         from rich.live import Live
 
         self.console = console
-        self.live = Live(console=console, transient=True, auto_refresh=False)
+        self.live = Live(
+            console=console, transient=True, auto_refresh=False, redirect_stdout=False, redirect_stderr=False
+        )
         self.live.start()
 
     def update(self, text: str) -> None:
@@ -230,6 +232,10 @@ class AgentView:
 
         lexer = "bash" if diff.startswith("$ ") else "diff"
         self.console.print(Syntax(diff.rstrip("\n"), lexer, theme="ansi_dark", background_color="default"))
+
+    def interrupted(self) -> None:
+        """Ctrl-C: close the live area (it hides the cursor) and end the streamed line."""
+        self._end_stream()
 
     def finish(self, event: Finished) -> None:
         self._end_stream()

@@ -144,6 +144,7 @@ def solve(
     try:
         finished = agent.solve(task)
     except KeyboardInterrupt:
+        view.interrupted()
         run.log("finished", answer="", reason="interrupted", steps=None)
         term.warn(
             f"interrupted; the transcript is {run.transcript}; `qwenlocal agent --undo` reverts the last step"
