@@ -2,6 +2,7 @@
 
     python -m bench                    # 0.8B and 2B shapes, 8 interleaved rounds
     python -m bench --models tiny      # a smoke run on a tiny model (what CI does)
+    python -m bench --only agent --models 0.8b   # the agent row alone, spliced into the report
 
 Models: random weights with Qwen3.5's exact tensor shapes and vocabulary, quantized to Q4_K_M
 (compute per token does not depend on the values, so the speed is the real models' speed).
@@ -28,13 +29,13 @@ from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
 from qwenlocal.testing import ggufs
 
-from . import llama_bench
+from . import agent, llama_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {"0.8b": ggufs.QWEN35_0_8B, "2b": ggufs.QWEN35_2B, "tiny": ggufs.Shape()}
 SPEC = {"0.8b": "qwen3.5-0.8b", "2b": "qwen3.5-2b", "tiny": "qwen3.5-0.8b"}
 SAMPLES = 2  # timed runs per side in each round (llama-bench: -r 2, after its warm-up)
-TARGETS = {"decode": 0.97, "prefill": 0.95, "turn8": 1.5, "help_s": 0.3, "rss_extra_mb": 300}
+TARGETS = {"decode": 0.97, "prefill": 0.95, "turn8": 1.5, "agent": 1.5, "help_s": 0.3, "rss_extra_mb": 300}
 
 
 def log(text: str) -> None:
@@ -75,6 +76,7 @@ class Result:
     ttft: list[float] = field(default_factory=list)
     turns: list[float] = field(default_factory=list)
     turns_no_reuse: list[float] = field(default_factory=list)
+    agent_steps: list[float] = field(default_factory=list)  # time to first token of each agent step
     peak_rss: int = 0
     rss_bound: int = 0  # the target: file + KV cache + recurrent state + 300 MB
 
@@ -229,12 +231,45 @@ def bench_model(name: str, binary: Path, args) -> Result:
         if args.no_reuse_baseline and name == args.models[0]:
             log(f"{name}: the same without state reuse (what llama-cpp-python's chat does), once")
             result.turns_no_reuse = multi_turn(engine, args.turns, args.turn_tokens, reuse=False)
+        bench_agent(engine, name, result, args)
     spec = load().models[SPEC[name]]
     n_ctx = 4096
     result.peak_rss = peak_rss(path, n_ctx)
     kv_and_state = spec.kv_bytes_per_token * n_ctx + spec.recurrent_bytes
     result.rss_bound = result.file_bytes + kv_and_state + TARGETS["rss_extra_mb"] * 1_000_000
     return result
+
+
+def bench_agent(engine: LlamaEngine, name: str, result: Result, args) -> None:
+    log(f"{name}: agent time to first token, {args.steps} steps, best of {args.agent_runs} runs")
+    sampling = load().models[SPEC[name]].sampling(False)
+    result.agent_steps = agent.best_steps(engine, sampling, args.agent_runs, args.steps, args.turn_tokens)
+
+
+def only_agent(args) -> int:
+    """`--only agent`: measure the agent row alone, splice it into the report (or write it alone
+    where there is none) and into results.json, keeping the rest of a full run's numbers."""
+    results = []
+    for name in args.models:
+        result = Result(name, model_file(name).stat().st_size)
+        with LlamaEngine(model_file(name), LoadOptions(n_ctx=32768, n_threads=args.threads)) as engine:
+            bench_agent(engine, name, result, args)
+        results.append(result)
+    lines = agent.section(results, args, TARGETS["agent"])
+    args.out.write_text(agent.splice(args.out.read_text() if args.out.exists() else "", lines).lstrip("\n"))
+    path = args.out.parent / "bench" / "results.json"
+    path.parent.mkdir(exist_ok=True)
+    samples = json.loads(path.read_text()) if path.exists() else {"models": []}
+    known = {m["name"]: m for m in samples["models"]}
+    for r in results:
+        if r.name in known:
+            known[r.name]["agent_steps"] = r.agent_steps
+        else:
+            samples["models"].append(asdict(r))
+    samples["agent_command"] = args.command
+    path.write_text(json.dumps(samples, indent=1) + "\n")
+    print("\n".join(lines))
+    return 0
 
 
 def chart(results: list[Result], out: Path) -> None:
@@ -334,12 +369,13 @@ def report(results: list[Result], info: dict, help_s: float, first_s: float, arg
                 + " | ".join(f"{t:.2f}s" for t in r.turns_no_reuse)
                 + f" | {ratio:.2f} |"
             )
+    lines += ["", *agent.section(results, args, TARGETS["agent"])]
     lines += [
-        "",
         f"Cold start: `qwenlocal --help` {help_s:.3f}s {ok(help_s < TARGETS['help_s'])} (target < 0.3 s); "
         f"`qwenlocal run` to its first token on {results[0].name}: {first_s:.2f}s.",
         "",
-        "Targets: decode >= 0.97x llama-bench, prefill >= 0.95x, time to first token at turn 8 <= 1.5x turn 1, "
+        "Targets: decode >= 0.97x llama-bench, prefill >= 0.95x, time to first token at turn 8 <= 1.5x turn 1 "
+        f"and at agent step {args.steps} <= 1.5x step 1, "
         "`--help` under 0.3 s, peak RSS at most file + KV cache (4K context) + recurrent state + 300 MB.",
         "",
         "![multi-turn time to first token and throughput](bench/multiturn.png)",
@@ -358,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=8)
     parser.add_argument("--turn-tokens", type=int, default=600)
     parser.add_argument("--no-reuse-baseline", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--steps", type=int, default=10, help="agent steps")
+    parser.add_argument("--agent-runs", type=int, default=SAMPLES, help="agent runs (each step's best)")
+    parser.add_argument("--only", choices=["agent"], help="measure this row alone (no llama-bench)")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     args.command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -366,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         from qwenlocal.hardware import detect
 
         args.threads = detect(gpu_offload=False).cpu_threads
+    if args.only == "agent":
+        return only_agent(args)
     binary = llama_bench.build()
     results = [bench_model(name, binary, args) for name in args.models]
     help_s, first_s = cold_start(model_file(args.models[0]), 5)

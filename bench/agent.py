@@ -1,0 +1,148 @@
+"""The agent row: time to first token at step 10 of an agent run over step 1 (target <= 1.5).
+
+The real agent loop (qwenlocal.agent.loop.Agent, its tools on a scratch project, its context
+budget) runs on the real engine with the shape-faithful model. Random weights cannot write tool
+calls, so the engine generates each reply as usual (the compute of a real step) and the reply is
+then replaced by the next scripted call: a read_file of a new ~`step_tokens`-token module, whose
+result grows the prompt as a real run's do. Step 1 evaluates the system prompt, the tools and the
+task; each later step should evaluate only the last call and its result (state reuse), so its
+time to first token should stay near step 1's however long the history grows.
+
+Time to first token here is what a person watching the run waits for: from the loop's start of
+the step (which renders and counts the prompt for the context budget) to the first token.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from qwenlocal.agent.approval import YES, Approver
+from qwenlocal.agent.events import StepStarted
+from qwenlocal.agent.loop import Agent, Limits
+from qwenlocal.agent.sandbox import Shell
+from qwenlocal.agent.tools import Workspace
+from qwenlocal.agent.undo import Run
+from qwenlocal.engine import GenerateOptions, LlamaEngine
+from qwenlocal.events import Done
+from qwenlocal.testing.toolcalls import tool_call
+
+HEADING = "Agent steps: time to first token"
+
+
+class ScriptedCalls:  # an Engine (qwenlocal.engine.Engine)
+    """The real engine, whose every reply is replaced, once generated, by the next scripted call;
+    records when each `stream` began."""
+
+    def __init__(self, engine: LlamaEngine, calls: list[str]) -> None:
+        self.engine, self.calls = engine, list(calls)
+        self.n_ctx = engine.n_ctx
+        self.started: list[float] = []
+
+    def stream(self, messages, options, tools=None, checkpoint=True):
+        self.started.append(time.perf_counter())
+        for event in self.engine.stream(messages, options, tools, checkpoint):
+            yield replace(event, answer=self.calls.pop(0)) if isinstance(event, Done) else event
+
+    def prompt_tokens(self, messages, think, tools=None):
+        return self.engine.prompt_tokens(messages, think, tools)
+
+    def render(self, messages, think, tools=None, generation=True):
+        return self.engine.render(messages, think, tools, generation)
+
+    def close(self) -> None:
+        pass
+
+
+def module_text(index: int, n_tokens: int) -> str:
+    """Python-like source of about n_tokens tokens (~4 characters a token), different per index."""
+    lines, size = [], 0
+    for n in range(10_000):
+        line = f"def handler_{index}_{n}(request, limit={n}):\n    return request.items[:limit] + [{index}]\n"
+        lines.append(line)
+        size += len(line)
+        if size >= n_tokens * 4:
+            break
+    return "".join(lines)
+
+
+def agent_steps(engine: LlamaEngine, sampling, steps: int, step_tokens: int) -> list[float]:
+    """One agent run of `steps` steps; the time to first token of each (seconds)."""
+    root = Path(tempfile.mkdtemp(prefix="qwenlocal-bench-agent-"))
+    run = None
+    try:
+        (root / "src").mkdir()
+        for i in range(steps):
+            (root / "src" / f"module{i}.py").write_text(module_text(i, step_tokens))
+        calls = [tool_call("read_file", path=f"src/module{i}.py") for i in range(steps)]
+        scripted = ScriptedCalls(engine, calls)
+        options = GenerateOptions(sampling, max_tokens=32, ignore_eos=True, seed=1)
+        begun: list[float] = []
+        ttfts: list[float] = []
+
+        def listen(event) -> None:
+            if isinstance(event, StepStarted):
+                begun.append(time.perf_counter())
+            elif isinstance(event, Done):
+                ttfts.append(scripted.started[-1] - begun[-1] + event.stats.ttft_s)
+
+        run = Run(root)
+        workspace = Workspace(root, Shell(sandbox=False))
+        agent = Agent(scripted, options, workspace, Approver(mode=YES), run, listen, Limits(max_steps=steps))
+        engine.cache.reset()  # step 1 from an empty context, as a new run's
+        agent.solve("Read every module in src/ and summarise what the handlers do.")
+        return ttfts
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        if run is not None:
+            shutil.rmtree(run.dir, ignore_errors=True)
+
+
+def best_steps(engine: LlamaEngine, sampling, runs: int, steps: int, step_tokens: int) -> list[float]:
+    """Each step's best time over `runs` runs (shared machines only ever slow a run down)."""
+    samples = [agent_steps(engine, sampling, steps, step_tokens) for _ in range(runs)]
+    return [min(step) for step in zip(*samples, strict=True)]
+
+
+def section(results, args, target: float) -> list[str]:
+    """The agent table's lines, for BENCHMARKS.md (after the multi-turn chat table)."""
+    steps = args.steps
+    lines = [
+        f"{HEADING} ({steps} steps of the real agent loop, each reading a ~{args.turn_tokens}-token file "
+        "whose result grows the prompt; 32-token replies replaced by scripted calls; each step's best",
+        f"of {args.agent_runs} runs):",
+        "",
+        "| model | " + " | ".join(f"step {i + 1}" for i in range(steps)) + f" | step {steps} / step 1 |",
+        "|---|" + "---|" * (steps + 1),
+    ]
+    for r in results:
+        if not r.agent_steps:
+            continue
+        ratio = r.agent_steps[-1] / r.agent_steps[0]
+        mark = "✅" if ratio <= target else "❌"
+        lines.append(
+            f"| {r.name} | " + " | ".join(f"{t:.2f}s" for t in r.agent_steps) + f" | {ratio:.2f} {mark} |"
+        )
+    return lines + [""]
+
+
+def splice(report: str, lines: list[str]) -> str:
+    """`report` with its agent section replaced by `lines`, or them put after the multi-turn table
+    (or at the end): for `--only agent`, which measures this row alone."""
+    old = report.splitlines()
+    if any(line.startswith(HEADING) for line in old):
+        start = next(i for i, line in enumerate(old) if line.startswith(HEADING))
+        end = start + next(i for i, line in enumerate(old[start:]) if line.startswith("|")) + 1
+        while end < len(old) and old[end].startswith("|"):
+            end += 1
+        return "\n".join(old[:start] + lines[:-1] + old[end:]) + "\n"
+    chat = next((i for i, line in enumerate(old) if line.startswith("Multi-turn time to first token")), None)
+    if chat is None:
+        return report.rstrip("\n") + "\n\n" + "\n".join(lines)
+    end = chat + next(i for i, line in enumerate(old[chat:]) if line.startswith("|"))
+    while end < len(old) and old[end].startswith("|"):
+        end += 1
+    return "\n".join(old[:end] + [""] + lines[:-1] + old[end:]) + "\n"
