@@ -101,6 +101,15 @@ def check_workspace(path: Path) -> Path:
     return path
 
 
+def _announce(term: Terminal, workspace: Path, label: str, protection: str, mode: str) -> None:
+    """Where the agent works, with what, and what protects the machine: said before it starts."""
+    term.warn(f"agent in {workspace} with {label}")
+    term.warn(f"protection: {protection}")
+    free = {"yes": "everything", "auto-edit": "file edits"}.get(mode, "nothing")
+    refused = "" if term.can_ask or mode == "yes" else "; not a terminal, so the rest is refused"
+    term.warn(f"approval: {free} runs without asking{refused}")
+
+
 def solve(
     term: Terminal,
     task: str,
@@ -125,11 +134,7 @@ def solve(
     shell = Shell(sandbox=True)
     approver = Approver(mode=mode, interactive=term.can_ask, ask=asker(term) if term.can_ask else None)
     run = Run(workspace)
-    term.warn(f"agent in {workspace} with {loaded.label}")
-    term.warn(f"protection: {shell.protection}")
-    free = {"yes": "everything", "auto-edit": "file edits"}.get(mode, "nothing")
-    refused = "" if term.can_ask or mode == "yes" else "; not a terminal, so the rest is refused"
-    term.warn(f"approval: {free} runs without asking{refused}")
+    _announce(term, workspace, loaded.label, shell.protection, mode)
     view = AgentView(term.shows_reasoning(settings.show_reasoning), settings.json, term, max_steps)
     agent = Agent(
         loaded.engine,
