@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..engine.thinking import partial_suffix
 from ..events import Done, Notice, ReasoningDelta, TextDelta
 from ..terminal import Terminal
 from .events import Finished, ModelReplied, Observation, StepStarted, ToolDecision, ToolRequested
@@ -46,7 +47,7 @@ class CallHider:
             self._hidden, self._held = True, ""
             shown = text[: min(cuts)]
         else:
-            keep = max(_partial(text, m) for m in MARKERS)
+            keep = max(partial_suffix(text, m) for m in MARKERS)
             shown, self._held = text[: len(text) - keep], text[len(text) - keep :]
         self.visible += shown
         return shown
@@ -56,11 +57,6 @@ class CallHider:
         held, self._held = self._held, ""
         self.visible += held
         return held
-
-
-def _partial(text: str, marker: str) -> int:
-    """Length of the longest end of `text` that begins `marker`."""
-    return next((n for n in range(min(len(marker) - 1, len(text)), 0, -1) if marker.startswith(text[-n:])), 0)
 
 
 class LiveText:

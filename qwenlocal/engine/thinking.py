@@ -41,7 +41,7 @@ class ThinkSplitter:
                     self._pending = self._pending[cut + (len(tag) if tag == END else 0) :]  # a call stays
                     self.in_reasoning = False
                     continue
-                keep = max(_partial_suffix(self._pending, t) for t in self._ends)
+                keep = max(partial_suffix(self._pending, t) for t in self._ends)
                 # trailing newlines may be the ones before </think>: hold them too
                 body = self._pending[: len(self._pending) - keep]
                 stripped = body.rstrip("\n")
@@ -75,8 +75,9 @@ class ThinkSplitter:
                 yield TextDelta(pending)
 
 
-def _partial_suffix(text: str, tag: str) -> int:
-    """Length of the longest end of `text` that is a beginning of `tag`."""
+def partial_suffix(text: str, tag: str) -> int:
+    """Length of the longest end of `text` that is a beginning of `tag`: how much of a stream to
+    hold back in case `tag` arrives split across pieces."""
     for n in range(min(len(tag) - 1, len(text)), 0, -1):
         if text.endswith(tag[:n]):
             return n
