@@ -185,7 +185,7 @@ class AgentView:
             self._line(f"→ {event.call.name} {_short(event.call.arguments)}")
         kind = event.tool.kind
         if kind is Kind.EDIT or (kind is Kind.SHELL and (not self.tty or _long(event))):
-            self._diff(event.preview)  # the diff, or a command the call line could not show whole
+            _preview(self, event.preview)  # the diff, or a command the call line could not show whole
 
     def _decided(self, event: ToolDecision) -> None:
         decision = event.decision
@@ -219,16 +219,6 @@ class AgentView:
         if lines:
             self._line("\n".join("    " + line for line in lines), "dim")
 
-    def _diff(self, diff: str) -> None:
-        if not self.tty:
-            self.term.stderr.write(diff if diff.endswith("\n") else diff + "\n")
-            self.term.stderr.flush()
-            return
-        from rich.syntax import Syntax
-
-        lexer = "bash" if diff.startswith("$ ") else "diff"
-        self.console.print(Syntax(diff.rstrip("\n"), lexer, theme="ansi_dark", background_color="default"))
-
     def interrupted(self) -> None:
         """Ctrl-C: close the live area (it hides the cursor) and end the streamed line."""
         self._end_stream()
@@ -237,17 +227,32 @@ class AgentView:
         self._end_stream()
         if event.reason != "answered":
             self.term.warn(event.reason)
-        if self.json_mode:
-            import json
+        write_answer(self.term, event, self.json_mode)
 
-            self.term.write(
-                json.dumps({"answer": event.answer, "reason": event.reason, "steps": event.steps}) + "\n"
-            )
-        elif event.answer:
-            if self.term.markdown:
-                self.term.markdown_block(event.answer)
-            else:
-                self.term.write(event.answer.rstrip("\n") + "\n")
+
+def _preview(view: AgentView, diff: str) -> None:
+    """A diff or a command for approval: highlighted on a colour terminal, else as it is."""
+    if not view.tty:
+        view.term.stderr.write(diff if diff.endswith("\n") else diff + "\n")
+        view.term.stderr.flush()
+        return
+    from rich.syntax import Syntax
+
+    lexer = "bash" if diff.startswith("$ ") else "diff"
+    view.console.print(Syntax(diff.rstrip("\n"), lexer, theme="ansi_dark", background_color="default"))
+
+
+def write_answer(term: Terminal, event: Finished, json_mode: bool) -> None:
+    """The run's result on stdout: one JSON object, or the answer (Markdown on a TTY)."""
+    if json_mode:
+        import json
+
+        term.write(json.dumps({"answer": event.answer, "reason": event.reason, "steps": event.steps}) + "\n")
+    elif event.answer:
+        if term.markdown:
+            term.markdown_block(event.answer)
+        else:
+            term.write(event.answer.rstrip("\n") + "\n")
 
 
 def _long(event: ToolRequested) -> bool:
