@@ -37,6 +37,7 @@ class Stats:
     ttft_s: float
     n_ctx: int
     reused_tokens: int = 0  # prompt tokens whose state was restored instead of evaluated
+    image_tokens: int = 0  # prompt tokens that are images (counted in prompt_tokens)
 
     @property
     def prompt_tps(self) -> float:

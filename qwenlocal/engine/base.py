@@ -16,6 +16,7 @@ class LoadOptions:
     n_threads: int
     n_gpu_layers: int = 0
     n_batch: int = 512
+    image_tokens: int | None = None  # the most tokens one image becomes (None: the projector's own)
 
 
 @dataclass(frozen=True)

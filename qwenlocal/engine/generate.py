@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import codecs
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ..events import Done, Event, Notice, Stats
@@ -29,18 +29,27 @@ class PromptRun:
     reused: int  # tokens the context already held
     started: float  # perf_counter() when its evaluation began
     seconds: float
+    image_tokens: int = 0  # of n_tokens, those that are images
 
 
-def evaluate_prompt(model: Model, tokens: list[int], boundary: int, started: float) -> PromptRun:
+def evaluate_prompt(
+    model: Model,
+    tokens: list[int],
+    boundary: int,
+    started: float,
+    decode: Callable[[list[int]], None] | None = None,
+) -> PromptRun:
     """Leave the context holding `tokens`, evaluating only what it does not hold yet, and save a
-    checkpoint at the turn `boundary` (0: none) for the next turn to start from."""
+    checkpoint at the turn `boundary` (0: none) for the next turn to start from. `decode` replaces
+    `model.decode` for prompts with images (vision.py)."""
     cache = model.cache
+    decode = decode or model.decode
     reused = cache.reuse(tokens)
     try:
         if reused < boundary:
-            model.decode(tokens[reused:boundary])
+            decode(tokens[reused:boundary])
             cache.checkpoint()
-        model.decode(tokens[len(cache.live) :])
+        decode(tokens[len(cache.live) :])
     except BaseException:  # Ctrl-C while reading the prompt
         cache.interrupted()
         raise
@@ -68,6 +77,7 @@ class Tally:
             ttft_s=self.ttft_s,
             n_ctx=model.n_ctx,
             reused_tokens=prompt.reused,
+            image_tokens=prompt.image_tokens,
         )
 
 

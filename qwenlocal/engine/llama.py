@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
+from ..errors import ExitCode, QwenlocalError
 from ..events import Event
+from ..images import images_of
 from .base import GenerateOptions, LoadOptions
 from .generate import evaluate_prompt, generate
 from .llamacpp import Model
@@ -23,10 +26,19 @@ from .template import ChatTemplate, fitting_tokens, tokens_of, turn_boundary
 class LlamaEngine:
     """One loaded model and its context. `stream()` is the one way to generate."""
 
-    def __init__(self, path: Path | str, options: LoadOptions) -> None:
+    def __init__(self, path: Path | str, options: LoadOptions, mmproj: Path | str | None = None) -> None:
         self.path = Path(path)
         self.options = options
+        self.vision = None  # a Projector (vision.py) when a projector GGUF is loaded
         self.model = Model(self.path, options)
+        if mmproj is not None:
+            from .vision import Projector
+
+            try:
+                self.vision = Projector(Path(mmproj), self.model, options.image_tokens)
+            except BaseException:
+                self.model.close()
+                raise
         self.tokenizer = self.model.tokenizer
         self.n_ctx: int = self.model.n_ctx
         self.load_s = self.model.load_s
@@ -70,9 +82,28 @@ class LlamaEngine:
         return self.template.render(messages, think, tools, generation)
 
     def prompt_tokens(self, messages: list[dict], think: bool, tools: list[dict] | None = None) -> list[int]:
-        """Render and tokenize; refuse a prompt that does not fit (never truncate it)."""
+        """Render and tokenize; refuse a prompt that does not fit (never truncate it). An image is
+        a run of its own negative id (see vision.py)."""
         pieces = self.template.pieces(messages, think, tools)
-        return fitting_tokens(pieces, self.tokenizer.tokenize, self.n_ctx, self.model.n_ctx_train)
+        images = images_of(messages)
+        if not images:
+            return fitting_tokens(pieces, self.tokenizer.tokenize, self.n_ctx, self.model.n_ctx_train)
+        from . import vision
+
+        tokens = vision.tokens_with_images(pieces, self.tokenizer.tokenize, images, self.projector())
+        vision.check_fits(tokens, self.vision, self.n_ctx, self.model.n_ctx_train)
+        return tokens
+
+    def projector(self):
+        """The loaded projector, or why an image cannot be read."""
+        if self.vision is None:
+            raise QwenlocalError(
+                f"{self.path.name} was loaded without a vision projector, so it cannot see images",
+                hint="catalog models fetch theirs (`qwenlocal pull SIZE --vision`); "
+                "for a .gguf path give its projector with --mmproj PATH",
+                code=ExitCode.USAGE,
+            )
+        return self.vision
 
     # -- generation -----------------------------------------------------------------------
 
@@ -92,11 +123,39 @@ class LlamaEngine:
         boundary = 0
         if checkpoint:  # where this prompt stops matching what later turns will render
             history = self.template.pieces(messages, options.think, tools, generation=False)
-            boundary = turn_boundary(tokens_of(history, self.tokenizer.tokenize), tokens)
-        prompt = evaluate_prompt(self.model, tokens, boundary, started)
+            boundary = turn_boundary(self._tokens_of(history, messages), tokens)
+        if any(t < 0 for t in tokens):
+            prompt = self._evaluate_with_images(tokens, boundary, started)
+        else:
+            prompt = evaluate_prompt(self.model, tokens, boundary, started)
         yield from generate(self.model, options, prompt, tools=bool(tools))
 
+    def _tokens_of(self, pieces, messages: list[dict]) -> list[int]:
+        images = images_of(messages)
+        if not images:
+            return tokens_of(pieces, self.tokenizer.tokenize)
+        from .vision import IMAGE_PAD, tokens_with_images
+
+        placed = sum(1 for text, control in pieces if control is not None and text == IMAGE_PAD)
+        return tokens_with_images(pieces, self.tokenizer.tokenize, images[:placed], self.vision)
+
+    def _evaluate_with_images(self, tokens: list[int], boundary: int, started: float):
+        from . import vision
+
+        decode = vision.decoder(self.model, self.vision)
+        prompt = evaluate_prompt(self.model, tokens, boundary, started, decode)
+        n = vision.cells(tokens, self.vision)
+        return replace(
+            prompt,
+            n_tokens=n,
+            reused=vision.cells(tokens[: prompt.reused], self.vision),
+            image_tokens=n - sum(1 for t in tokens if t >= 0),
+        )
+
     def close(self) -> None:
+        if getattr(self, "vision", None) is not None:
+            self.vision.close()
+            self.vision = None
         if getattr(self, "model", None) is not None:
             self.model.close()
 

@@ -37,8 +37,13 @@ SPECIAL = [
     "</tool_call>",
     "<tool_response>",
     "</tool_response>",
+    "<|vision_start|>",  # last, so the ids above stay as they were; images go between these two
+    "<|vision_end|>",
+    "<|image_pad|>",  # what the chat template writes for an image (replaced by the image's chunk)
 ]
-CONTROL = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"}  # the rest are user-defined (decoded)
+VISION = {"<|vision_start|>", "<|vision_end|>", "<|image_pad|>"}
+# control tokens, as in the real vocabulary; the rest are user-defined (decoded)
+CONTROL = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"} | VISION
 EOS = "<|im_end|>"
 
 

@@ -1,0 +1,164 @@
+"""Images as input: recognised by their magic bytes, checked by the engine's own decoder.
+
+`load(data, name)` returns an `Image` or raises QwenlocalError (exit 7) with the reason. "Supported"
+means what libmtmd (llama.cpp's multimodal library, through llama-cpp-python) can decode: its
+stb_image decoder reads PNG, JPEG, GIF (the first frame) and BMP; WebP it decodes only through an
+installed `ffmpeg`. HEIC, AVIF, TIFF and SVG are refused by name, anything else as "not an image".
+
+A message's `content` is a str, or a list of parts `{"type": "text", "text": str}` and
+`{"type": "image", "image": Image}` (`parts()`, `text_of()` and `images_of()` read either form).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ExitCode, QwenlocalError
+
+MAX_BYTES = 64 << 20  # an image file larger than this is refused before decoding
+
+DECODED = ("PNG", "JPEG", "GIF", "BMP")  # stb_image, inside libmtmd
+NAMED_UNSUPPORTED = ("HEIC", "AVIF", "TIFF", "SVG")
+HINT = "convert it to PNG or JPEG first, e.g. `magick photo.heic photo.png` (ImageMagick)"
+
+
+@dataclass(frozen=True)
+class Image:
+    data: bytes = field(repr=False)
+    name: str  # the file name, or "stdin"
+    format: str  # PNG, JPEG, GIF, BMP, WEBP
+    width: int
+    height: int
+    sha256: str = field(default="", repr=False)
+
+
+def sniff(data: bytes) -> str | None:
+    """The image format its first bytes announce, or None."""
+    head = data[:32]
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head.startswith(b"BM") and len(head) >= 26:
+        return "BMP"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"avif", b"avis"):
+            return "AVIF"
+        if brand in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"):
+            return "HEIC"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    text = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in data[:4096].lower()):
+        return "SVG"
+    return None
+
+
+def is_image(data: bytes) -> bool:
+    """Whether the bytes claim to be an image (supported or not): stdin is then not text."""
+    return sniff(data) is not None
+
+
+def load(data: bytes, name: str) -> Image:
+    """Validate an image: its format by magic bytes, then a full decode by libmtmd's decoder."""
+    fmt = sniff(data)
+    if fmt is None:
+        raise QwenlocalError(
+            f"{name} is not an image qwenlocal can read",
+            hint="give a PNG, JPEG, GIF or BMP file",
+            code=ExitCode.BAD_INPUT,
+        )
+    if fmt in NAMED_UNSUPPORTED:
+        message = f"{name} is {fmt}, which the image decoder cannot read"
+        raise QwenlocalError(message, hint=HINT, code=ExitCode.BAD_INPUT)
+    if len(data) > MAX_BYTES:
+        raise QwenlocalError(
+            f"{name} is {len(data) >> 20} MiB; images up to {MAX_BYTES >> 20} MiB are read",
+            hint="scale it down first: the model sees at most a few megapixels anyway",
+            code=ExitCode.BAD_INPUT,
+        )
+    if fmt == "WEBP":
+        if shutil.which("ffmpeg") is None:
+            raise QwenlocalError(
+                f"{name} is WebP, which llama.cpp's decoder reads only through ffmpeg (not installed)",
+                hint="install ffmpeg, or " + HINT.replace("photo.heic", "photo.webp"),
+                code=ExitCode.BAD_INPUT,
+            )
+        width = height = 0  # decoded by the engine through ffmpeg, with its own context
+    else:
+        width, height = decode_size(data, name, fmt)
+    return Image(data, name, fmt, width, height, hashlib.sha256(data).hexdigest())
+
+
+def decode_size(data: bytes, name: str, fmt: str) -> tuple[int, int]:
+    """Decode with libmtmd's own decoder (stb_image, as the engine will); its size, or exit 7."""
+    from .engine.vision import mtmd_lib
+
+    mtmd = mtmd_lib()
+    buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+    # a placeholder bitmap: decoded in full (so a corrupt file fails here) but not kept; without a
+    # context libmtmd only takes its image path, which the format check above guarantees
+    bitmap = mtmd.mtmd_helper_bitmap_init_from_buf(None, buf, len(data), True)
+    if not bitmap:
+        raise QwenlocalError(
+            f"{name} is a corrupt or truncated {fmt} file (the image decoder could not read it)",
+            hint="check the file opens in an image viewer, or export it again",
+            code=ExitCode.BAD_INPUT,
+        )
+    try:
+        return mtmd.mtmd_bitmap_get_nx(bitmap), mtmd.mtmd_bitmap_get_ny(bitmap)
+    finally:
+        mtmd.mtmd_bitmap_free(bitmap)
+
+
+def read(path: Path | str) -> Image:
+    """An image file, validated; exit 7 for a missing or unreadable one."""
+    path = Path(path).expanduser()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise QwenlocalError(f"image not found: {path}", code=ExitCode.BAD_INPUT) from None
+    except OSError as exc:
+        raise QwenlocalError(f"cannot read {path}: {exc.strerror}", code=ExitCode.BAD_INPUT) from None
+    return load(data, str(path))
+
+
+# -- messages whose content is a list of parts -------------------------------------------------
+
+
+def parts(content) -> list[dict]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return list(content or [])
+
+
+def images_of(messages: list[dict]) -> list[Image]:
+    """Every image of the conversation, in order."""
+    return [
+        p["image"]
+        for m in messages
+        if not isinstance(m.get("content"), str)
+        for p in parts(m.get("content"))
+        if p.get("type") == "image"
+    ]
+
+
+def text_of(content) -> str:
+    """The text of a message's content, images left out."""
+    return "".join(p.get("text", "") for p in parts(content) if p.get("type") == "text")
+
+
+def with_images(text: str, images: list[Image]) -> str | list[dict]:
+    """A user message's content: the images first, then the text (as Qwen's examples put them)."""
+    if not images:
+        return text
+    return [{"type": "image", "image": image} for image in images] + [{"type": "text", "text": text}]
