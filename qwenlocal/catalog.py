@@ -55,6 +55,13 @@ class ModelSpec:
     sampling_plain: Sampling
     quants: dict[str, QuantFile] = field(hash=False)
     alternates: tuple[QuantFile, ...] = ()
+    # the vision projector's files (quant "MMPROJ"), the default first; () for a text-only model
+    projectors: tuple[QuantFile, ...] = ()
+    vision_bytes_per_token: int = 0  # the image encoder's compute buffer per image token
+
+    @property
+    def projector(self) -> QuantFile | None:
+        return self.projectors[0] if self.projectors else None
 
     def sampling(self, thinking: bool) -> Sampling:
         return self.sampling_thinking if thinking else self.sampling_plain
@@ -171,8 +178,17 @@ def parse(data: dict) -> Catalog:
             sampling_plain=sampling[(m["sampling"], False)],
             quants=_quant_files(source["repo"], source["quants"]),
             alternates=alternates,
+            projectors=_projectors(m),
+            vision_bytes_per_token=int(m.get("mmproj", {}).get("compute_bytes_per_token", 0)),
         )
     return Catalog(models)
+
+
+def _projectors(m: dict) -> tuple[QuantFile, ...]:
+    tables = ([m["mmproj"]] if "mmproj" in m else []) + list(m.get("mmproj_alternates", ()))
+    return tuple(
+        QuantFile("MMPROJ", t["repo"], t["file"], int(t["bytes"]), bool(t.get("approx"))) for t in tables
+    )
 
 
 @cache

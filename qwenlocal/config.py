@@ -71,6 +71,9 @@ class Settings:
     # seconds to wait for the first byte of piped stdin (a day at most: select() needs a finite wait)
     stdin_timeout: float = field(default=3.0, metadata=_bounds(0.0, 86400.0))
     pull: bool = False  # download a missing model without asking
+    # the most tokens one image becomes (None: 256 on a CPU, 1024 on a GPU)
+    image_tokens: int | None = field(default=None, metadata=_bounds(16, 4096))
+    mmproj: str | None = None  # a projector GGUF for a .gguf path model (catalog models know theirs)
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def source(self, name: str) -> str:

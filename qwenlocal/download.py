@@ -57,7 +57,9 @@ def cached_path(quant: QuantFile) -> Path | None:
 
 
 def sources(model: ModelSpec, quant: QuantFile) -> list[QuantFile]:
-    """The default source first, then the same quantization from other publishers."""
+    """The default source first, then the same quantization (or projector) from other publishers."""
+    if quant.quant == "MMPROJ":
+        return [quant] + [p for p in model.projectors if p != quant]
     return [quant] + [alt for alt in model.alternates if alt.quant == quant.quant]
 
 

@@ -60,6 +60,7 @@ class Want:
     n_ctx: int | None = None
     n_gpu_layers: int | None = None
     n_threads: int | None = None
+    image_tokens: int | None = None  # a vision projector is loaded too, for images of this budget
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,25 @@ def memory_needed(model: ModelSpec, quant: QuantFile, n_ctx: int) -> int:
     return quant.bytes + context_bytes(model, n_ctx) + RUNTIME_OVERHEAD
 
 
+# The most tokens one image becomes, unless --image-tokens says otherwise. On a CPU, encoding
+# costs grow faster than linearly with tokens (attention over 4 patches per token): 256 tokens
+# (about 512x512 pixels) reads text in photos and screenshots and encodes in about a second with
+# the 0.8B projector; a GPU takes Qwen's own 1024.
+IMAGE_TOKENS_CPU = 256
+IMAGE_TOKENS_GPU = 1024
+
+
+def image_tokens_for(n_gpu_layers: int) -> int:
+    return IMAGE_TOKENS_GPU if n_gpu_layers != 0 else IMAGE_TOKENS_CPU
+
+
+def vision_bytes(model: ModelSpec, image_tokens: int | None) -> int:
+    """The projector's weights and its encoder's compute buffer for one image, when loaded."""
+    if not image_tokens or model.projector is None:
+        return 0
+    return model.projector.bytes + model.vision_bytes_per_token * image_tokens
+
+
 def margin(hw: Hardware) -> int:
     """Memory to leave free for everything else: 10% of what is available, 256 MiB to 1 GiB."""
     return int(min(max(hw.available_ram * 0.10, 256 * MiB), GiB))
@@ -197,7 +217,7 @@ class _Plan:
 def _plan(hw: Hardware, model: ModelSpec, quant: QuantFile, n_ctx: int, want: Want) -> _Plan:
     """Where the model would live with this context, and how fast it would decode."""
     ram_budget = hw.available_ram - margin(hw)
-    need = memory_needed(model, quant, n_ctx)
+    need = memory_needed(model, quant, n_ctx) + vision_bytes(model, want.image_tokens)
     cpu_speed = cpu_gbps(hw) * 1e9 / quant.bytes
     if hw.unified_memory and hw.gpu_offload and hw.gpus:  # Metal: the GPU's working set is the limit
         metal = hw.gpus[0]

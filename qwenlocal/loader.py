@@ -16,7 +16,7 @@ from .catalog import CatalogTarget, FileTarget, ModelSpec, QuantFile, Sampling
 from .config import Settings
 from .engine import GenerateOptions, LlamaEngine, LoadOptions, check_gguf, with_temperature
 from .errors import ExitCode, QwenlocalError
-from .hardware import Choice, Hardware, Want, detect, pick
+from .hardware import Choice, Hardware, Want, detect, image_tokens_for, pick
 
 # Defaults for a GGUF that is not one of the four catalog sizes.
 _GENERIC_SAMPLING = Sampling(0.7, 0.8, 20, 0.0, 1.5, 1.0)
@@ -70,13 +70,19 @@ def file_spec(path: Path) -> ModelSpec:
     )
 
 
-def plan(settings: Settings, hw: Hardware | None = None) -> tuple[Choice, Path | None, str]:
-    """The choice for these settings and the local file for it (None: not downloaded)."""
+def plan(
+    settings: Settings, hw: Hardware | None = None, vision: bool = False
+) -> tuple[Choice, Path | None, str]:
+    """The choice for these settings and the local file for it (None: not downloaded). With
+    `vision`, the pick counts a projector's memory too (see `projector_for`)."""
     cat = catalog_mod.load()
     # '' is a name too (an unknown one), not "no name": only None leaves the model to the pick
     target = cat.resolve(settings.model) if settings.model is not None else None
     hw = hw or detect()
     want = dict(n_ctx=settings.ctx, n_gpu_layers=settings.gpu_layers, n_threads=settings.threads)
+    if vision:
+        on_gpu = hw.gpu_offload and bool(hw.gpus) and settings.gpu_layers != 0
+        want["image_tokens"] = settings.image_tokens or image_tokens_for(-1 if on_gpu else 0)
     if isinstance(target, FileTarget):
         check_gguf(target.path)
         choice = pick(hw, cat, Want(model=file_spec(target.path), quant="FILE", **want))
@@ -123,7 +129,41 @@ def not_downloaded(choice: Choice) -> QwenlocalError:
     )
 
 
-def load(settings: Settings, choice: Choice, path: Path, label: str) -> Loaded:
+def projector_for(settings: Settings, choice: Choice) -> tuple[QuantFile | None, Path | None]:
+    """The projector to load with this model: (its catalog file or None, its local path or None).
+
+    `--mmproj PATH` wins; a catalog model has its own; a .gguf path model without --mmproj has
+    none, and the error says how to give one."""
+    if settings.mmproj:
+        path = Path(settings.mmproj).expanduser()
+        check_gguf(path)
+        return None, path
+    if choice.quant.quant == "FILE" or choice.model.projector is None:
+        raise QwenlocalError(
+            f"{choice.model.display} has no vision projector, so it cannot read images",
+            hint="give the model's projector GGUF (its mmproj file) with --mmproj PATH",
+            code=ExitCode.USAGE,
+        )
+    from .download import find_local
+
+    return choice.model.projector, find_local(choice.model, choice.model.projector)
+
+
+def projector_not_downloaded(choice: Choice, projector: QuantFile) -> QwenlocalError:
+    """The error for a projector that is not in the cache, naming the command to get it."""
+    return QwenlocalError(
+        f"{choice.model.display} needs its vision projector to read images, and it is not downloaded "
+        f"yet ({projector.bytes / 1e6:.0f} MB)",
+        hint=f"run `qwenlocal pull {choice.model.aliases[0]} --vision`, or add --pull",
+        code=ExitCode.NOT_DOWNLOADED,
+    )
+
+
+def image_tokens(settings: Settings, choice: Choice) -> int:
+    return settings.image_tokens or image_tokens_for(choice.n_gpu_layers)
+
+
+def load(settings: Settings, choice: Choice, path: Path, label: str, mmproj: Path | None = None) -> Loaded:
     """Load the planned file; what the user should know comes back in `Loaded.warnings`."""
     warnings = [] if choice.fits else [f"this may not fit in memory: {choice.reason}"]
     threads = settings.threads or choice.n_threads
@@ -142,7 +182,9 @@ def load(settings: Settings, choice: Choice, path: Path, label: str) -> Loaded:
             n_gpu_layers=choice.n_gpu_layers,
             # llama.cpp cuts its batch to the context, and asserts if the engine sends more
             n_batch=min(512, choice.n_ctx),
+            image_tokens=image_tokens(settings, choice),
         ),
+        mmproj,
     )
     spec = choice.model if choice.quant.quant != "FILE" else None
     if spec is None and engine.architecture == "qwen35":

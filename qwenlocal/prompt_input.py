@@ -18,8 +18,15 @@ from .errors import ExitCode, QwenlocalError
 
 @dataclass(frozen=True)
 class StdinRead:
-    text: str | None  # None: a terminal, or nothing arrived in time
+    text: str | None  # None: a terminal, or nothing arrived in time, or an image
     timed_out: bool = False
+    image: bytes | None = None  # the bytes of an image (by its magic bytes), checked later
+
+
+def _material(data: bytes) -> StdinRead:
+    from .images import is_image
+
+    return StdinRead(None, image=data) if is_image(data) else StdinRead(decode(data))
 
 
 def read_stdin(timeout: float, stream: BinaryIO | None) -> StdinRead:
@@ -29,7 +36,7 @@ def read_stdin(timeout: float, stream: BinaryIO | None) -> StdinRead:
     try:
         fd = stream.fileno()
     except io.UnsupportedOperation:  # in memory (a test's terminal): it cannot keep us waiting
-        return StdinRead(decode(stream.read()))
+        return _material(stream.read())
     except (OSError, ValueError):
         return StdinRead(None)
     try:
@@ -40,8 +47,7 @@ def read_stdin(timeout: float, stream: BinaryIO | None) -> StdinRead:
         return StdinRead(None)
     if not ready:
         return StdinRead(None, timed_out=True)
-    data = stream.read()
-    return StdinRead(decode(data))
+    return _material(stream.read())
 
 
 def decode(data: bytes) -> str:

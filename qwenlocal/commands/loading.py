@@ -9,33 +9,55 @@ from pathlib import Path
 from ..catalog import ModelSpec, QuantFile
 from ..config import Settings
 from ..errors import ExitCode, QwenlocalError
-from ..loader import Loaded, load, not_downloaded, plan
+from ..loader import Loaded, load, not_downloaded, plan, projector_for, projector_not_downloaded
 from ..terminal import Terminal
 
 
-def open_model(term: Terminal, settings: Settings) -> Loaded:
-    choice, path, label = plan(settings)
+def open_model(term: Terminal, settings: Settings, vision: bool = False) -> Loaded:
+    """The model, and with `vision` its projector (both asked for and fetched before loading)."""
+    choice, path, label = plan(settings, vision=vision)
+    mmproj = projector_path(term, settings, choice) if vision else None
     if path is None:
         if not _may_download(term, choice, settings.pull):
             raise not_downloaded(choice)
         path = fetch(term, choice.model, choice.quant)
     with term.loading("Loading model"):
-        loaded = load(settings, choice, path, label)
+        loaded = load(settings, choice, path, label, mmproj)
     for message in loaded.warnings:
         term.warn(message)
     return loaded
 
 
-def _may_download(term: Terminal, choice, allow: bool) -> bool:
+def projector_path(term: Terminal, settings: Settings, choice) -> Path:
+    """The model's projector on disk: found, or asked for and downloaded (the consent rules of
+    models: a question on a terminal, --pull in a script, else exit 5 with the command)."""
+    projector, path = projector_for(settings, choice)
+    if path is None:
+        if not _may_download(term, choice, settings.pull, projector):
+            raise projector_not_downloaded(choice, projector)
+        path = fetch(term, choice.model, projector)
+    return path
+
+
+def ensure_vision(term: Terminal, settings: Settings, loaded: Loaded) -> None:
+    """Give a loaded model its projector, the first time an image is used (chat)."""
+    if loaded.engine.vision is not None:
+        return
+    path = projector_path(term, settings, loaded.choice)
+    with term.loading("Loading the vision projector"):
+        loaded.engine.attach_projector(path)
+
+
+def _may_download(term: Terminal, choice, allow: bool, quant=None) -> bool:
     """First use of a model: --pull downloads it; on a terminal the user is asked."""
     from .. import download
 
     if allow or not term.can_ask or download.offline():
         return allow
-    quant = choice.quant
+    quant = quant or choice.quant
+    what = "its vision projector" if quant.quant == "MMPROJ" else quant.quant
     question = (
-        f"{choice.model.display} {quant.quant} ({quant.bytes / 1e9:.1f} GB) is not downloaded. "
-        "Download it now?"
+        f"{choice.model.display} {what} ({quant.bytes / 1e9:.1f} GB) is not downloaded. Download it now?"
     )
     return term.confirm(question, default=True)
 

@@ -63,6 +63,20 @@ Verbose = Annotated[
 ]
 Pull = Annotated[bool | None, typer.Option("--pull", help="Download the model first if it is missing.")]
 Offline = Annotated[bool, typer.Option("--offline", help="Use only the local cache (as HF_HUB_OFFLINE=1).")]
+ImageTokens = Annotated[
+    int | None,
+    typer.Option(
+        "--image-tokens",
+        help="The most tokens one image becomes, 16 to 4096: fewer is faster, more sees finer detail. "
+        "Default: 256 on a CPU, 1024 on a GPU.",
+    ),
+]
+Mmproj = Annotated[
+    str | None,
+    typer.Option(
+        "--mmproj", help="The vision projector GGUF for a .gguf path model (catalog models fetch theirs)."
+    ),
+]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 ShowReasoning = Annotated[
     bool | None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,8 +14,10 @@ from ..terminal import Terminal
 from .options import (
     Ctx,
     GpuLayers,
+    ImageTokens,
     Json,
     MaxTokens,
+    Mmproj,
     Model,
     Offline,
     Pull,
@@ -51,22 +54,46 @@ def run(
     show_reasoning: ShowReasoning = None,
     pull: Pull = None,
     offline: Offline = False,
+    image: Annotated[
+        list[Path] | None,
+        typer.Option("--image", help="An image for the model to see (PNG, JPEG, GIF, BMP); repeatable."),
+    ] = None,
+    image_tokens: ImageTokens = None,
+    mmproj: Mmproj = None,
 ) -> None:
     """Answer one prompt and exit. The answer alone goes to stdout.
 
     Examples: qwenlocal run "why is the sky blue?";
-    git diff | qwenlocal run "write a commit message"
+    git diff | qwenlocal run "write a commit message";
+    qwenlocal run --image photo.png "what is in it?"; cat photo.jpg | qwenlocal run "describe"
     """
-    answer(terminal(context), settings(**locals()), prompt)
+    answer(terminal(context), settings(**locals()), prompt, image or [])
 
 
-def messages_for(settings: Settings, text: str) -> list[dict]:
+def messages_for(settings: Settings, content) -> list[dict]:
     system = [{"role": "system", "content": settings.system}] if settings.system else []
-    return system + [{"role": "user", "content": text}]
+    return system + [{"role": "user", "content": content}]
 
 
-def read_prompt(term: Terminal, settings: Settings, prompt: str | None) -> str:
+DESCRIBE = "Describe this image."  # the instruction for an image given without one
+
+
+def read_input(term: Terminal, settings: Settings, prompt: str | None, files: list[Path]):
+    """The user message's content: text, or images (files, then an image on stdin) and text.
+    Every image is checked before any model is loaded (exit 7 with the reason)."""
+    from .. import images
+
+    pictures = [images.read(path) for path in files]
     stdin = read_stdin(settings.stdin_timeout, getattr(term.stdin, "buffer", None))
+    if stdin.image is not None:
+        pictures.append(images.load(stdin.image, "stdin"))
+    if pictures and not (prompt or "").strip() and not stdin.text:
+        prompt = DESCRIBE
+    text = _compose(term, settings, prompt, stdin)
+    return images.with_images(text, pictures)
+
+
+def _compose(term: Terminal, settings: Settings, prompt: str | None, stdin) -> str:
     if stdin.timed_out:
         if prompt is None:
             raise QwenlocalError(
@@ -81,11 +108,11 @@ def read_prompt(term: Terminal, settings: Settings, prompt: str | None) -> str:
     return compose(prompt, stdin.text)
 
 
-def answer(term: Terminal, settings: Settings, prompt: str | None) -> None:
+def answer(term: Terminal, settings: Settings, prompt: str | None, files: list[Path] = ()) -> None:
     from .loading import open_model
 
-    text = read_prompt(term, settings, prompt)
-    loaded = open_model(term, settings)
+    content = read_input(term, settings, prompt, list(files))
+    loaded = open_model(term, settings, vision=not isinstance(content, str))
     renderer = term.renderer(
         markdown=term.markdown and not settings.json,
         show_reasoning=term.shows_reasoning(settings.show_reasoning),
@@ -94,7 +121,7 @@ def answer(term: Terminal, settings: Settings, prompt: str | None) -> None:
         model=loaded.label,
     )
     try:
-        messages, options = messages_for(settings, text), loaded.generate_options(settings)
+        messages, options = messages_for(settings, content), loaded.generate_options(settings)
         for event in loaded.engine.stream(messages, options, checkpoint=False):
             renderer.handle(event)
     except KeyboardInterrupt:

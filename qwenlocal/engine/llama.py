@@ -32,10 +32,8 @@ class LlamaEngine:
         self.vision = None  # a Projector (vision.py) when a projector GGUF is loaded
         self.model = Model(self.path, options)
         if mmproj is not None:
-            from .vision import Projector
-
             try:
-                self.vision = Projector(Path(mmproj), self.model, options.image_tokens)
+                self.attach_projector(mmproj)
             except BaseException:
                 self.model.close()
                 raise
@@ -45,6 +43,13 @@ class LlamaEngine:
         self.template = ChatTemplate(
             self.model.meta("tokenizer.chat_template"), self.path.name, self.tokenizer.controls
         )
+
+    def attach_projector(self, mmproj: Path | str) -> None:
+        """Load a vision projector GGUF for this model (no warm-up: the first image pays)."""
+        from .vision import Projector
+
+        if self.vision is None:
+            self.vision = Projector(Path(mmproj), self.model, self.options.image_tokens)
 
     # -- model facts ----------------------------------------------------------------------
 

@@ -65,7 +65,7 @@ class Projector:
         self.mtmd = mtmd_lib()
         llamacpp.check_gguf(self.path)
         params = self.mtmd.mtmd_context_params_default()
-        params.use_gpu = model.options.n_gpu_layers > 0
+        params.use_gpu = model.options.n_gpu_layers != 0
         params.n_threads = model.options.n_threads
         params.print_timings = False
         params.warmup = False  # no seconds of warm-up at load: the first image pays for itself
