@@ -43,7 +43,7 @@ class Conversation:
         """Messages for the chat template: the system prompt first, our own keys left out."""
         out = [{"role": "system", "content": self.system}] if self.system else []
         for m in self.messages:
-            message = {"role": m["role"], "content": m["content"]}
+            message = {"role": m["role"], "content": _content(m)}
             if m.get("reasoning"):
                 message["reasoning_content"] = m["reasoning"]
             if m.get("tool_calls"):
@@ -162,6 +162,15 @@ class Conversation:
         )
 
 
+def _content(m: dict):
+    """A message's content for the model: with its images (`images`: where they are) as parts."""
+    if not m.get("images"):
+        return m["content"]
+    from .images import attached
+
+    return attached(m["images"], m["content"])
+
+
 def to_markdown(conv: Conversation) -> str:
     """The conversation to read (`/save notes.md`)."""
     parts = [f"# {conv.title or 'Conversation'}\n"]
@@ -170,7 +179,8 @@ def to_markdown(conv: Conversation) -> str:
     for m in conv.messages:
         who = {"user": "You", "assistant": "Qwen"}.get(m["role"], m["role"])
         mark = " _(interrupted)_" if m.get("interrupted") else ""
-        parts.append(f"**{who}:**{mark}\n\n{m['content']}\n")
+        pictures = "".join(f"[image: {i.get('path')}]\n\n" for i in m.get("images", ()))
+        parts.append(f"**{who}:**{mark}\n\n{pictures}{m['content']}\n")
     return "\n".join(parts)
 
 
@@ -201,4 +211,5 @@ def _is_message(m: Any) -> bool:
         and isinstance(m.get("content"), str)
         and isinstance(m.get("reasoning"), str | None)
         and isinstance(m.get("tool_calls", []), list)
+        and isinstance(m.get("images", []), list)
     )

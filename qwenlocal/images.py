@@ -162,3 +162,57 @@ def with_images(text: str, images: list[Image]) -> str | list[dict]:
     if not images:
         return text
     return [{"type": "image", "image": image} for image in images] + [{"type": "text", "text": text}]
+
+
+# -- images kept in a saved conversation --------------------------------------------------------
+
+_seen: dict[str, Image] = {}  # by sha256: what this process has read, so a turn never re-reads
+
+
+def ref(image: Image) -> dict:
+    """What a saved conversation keeps of an image: where it was and what it was."""
+    _seen[image.sha256] = image
+    return {"path": image.name, "sha256": image.sha256}
+
+
+def attached(refs: list[dict], text: str) -> str | list[dict]:
+    """A saved user message's content for the model: its images (read again from their paths
+    when this process has not seen them; one that changed or is gone is said so in the text)."""
+    pictures, missing = [], []
+    for r in refs:
+        image = _seen.get(r.get("sha256", ""))
+        if image is None:
+            try:
+                image = read(r.get("path", ""))
+            except QwenlocalError:
+                image = None
+            if image is not None and image.sha256 != r.get("sha256"):
+                image = None
+        if image is None:
+            missing.append(r.get("path", "?"))
+        else:
+            ref(image)
+            pictures.append(image)
+    note = "".join(f"[image {path} is no longer available]\n" for path in missing)
+    return with_images(note + text, pictures)
+
+
+def attach(text: str) -> list[Image]:
+    """The images among a chat message's `@path` words (exit 7 for a bad one: the message is
+    then not sent, so the model never answers without an image the user gave)."""
+    found = []
+    for word in text.split():
+        if not word.startswith("@") or len(word) < 2:
+            continue
+        path = Path(word[1:].rstrip(".,;:!?")).expanduser()
+        if path.is_file() and _head_is_image(path):
+            found.append(read(path))
+    return found
+
+
+def _head_is_image(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return is_image(f.read(4096))
+    except OSError:
+        return False

@@ -16,6 +16,7 @@ from .config import Settings
 from .conversation import Conversation
 from .errors import ExitCode, QwenlocalError
 from .events import Done, Event, ReasoningDelta, TextDelta
+from .images import is_image
 
 if TYPE_CHECKING:  # the loader imports the engine: not at start-up
     from .loader import Loaded
@@ -125,6 +126,8 @@ def attach_files(text: str) -> tuple[str, list[str]]:
             continue
         try:
             data = path.read_bytes()
+            if is_image(data):  # images are attached as images (images.attach)
+                continue
             if b"\x00" in data[:8192]:
                 raise UnicodeDecodeError("utf-8", data, 0, 1, "binary")
             content = data.decode("utf-8")

@@ -83,6 +83,7 @@ class Chat:
         self.term = term
         self.session = session
         self.interactive = term.line_editor
+        self.pending: list = []  # images from /image, for the next message
 
     def load(self, settings: Settings) -> None:
         from .loading import open_model
@@ -91,14 +92,28 @@ class Chat:
         self.session.settings = settings
 
     def send(self, text: str) -> None:
+        from .. import images
+
+        pictures = self.pending + images.attach(text)  # a bad image stops the message here
         text, notes = attach_files(text)
-        for note in notes:
+        if pictures:
+            self.see()
+        for note in notes + [f"attached {p.name} ({p.width}x{p.height} {p.format})" for p in pictures]:
             self.term.warn(note)
-        self.session.conversation.add("user", text)
+        self.pending = []
+        self.session.conversation.add("user", text, images=[images.ref(p) for p in pictures])
         self.answer()
+
+    def see(self) -> None:
+        """Images need the model's projector: loaded (asked for and fetched) on first use."""
+        from .loading import ensure_vision
+
+        ensure_vision(self.term, self.session.settings, self.session.loaded)
 
     def answer(self) -> None:
         session, term, settings = self.session, self.term, self.session.settings
+        if any(m.get("images") for m in session.conversation.messages):
+            self.see()  # a resumed conversation, or a switched model
         dropped = session.fit_context()
         if dropped:
             term.warn(

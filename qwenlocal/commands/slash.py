@@ -24,11 +24,12 @@ HELP = """\
 /save FILE            save the conversation (.json to /load later, .md to read)
 /load FILE            continue a saved conversation (a file, an id, or a number from --list)
 /stats                speed and context of the last answer
+/image PATH [TEXT]    show the model an image (with TEXT: ask about it now; else with the next message)
 /agent TASK           let the model work on files here, with tools and your approval
 /undo                 revert the agent's last step
 /exit                 leave (Ctrl-D does too)
 Enter sends; Alt+Enter (or Esc then Enter) starts a new line; pasted text is kept whole.
-@path attaches a file's text to the message."""
+@path attaches a file's text to the message, or an image (PNG, JPEG, GIF, BMP) for the model to see."""
 
 
 def run(chat: Chat, line: str) -> bool:
@@ -110,6 +111,22 @@ def _load(chat: Chat, arg: str) -> None:
     chat.replay()
 
 
+def _image(chat: Chat, arg: str) -> None:
+    from .. import images
+
+    if not arg:
+        chat.term.warn("usage: /image PATH [question]")
+        return
+    path, _, question = arg.partition(" ")
+    image = images.read(path)  # a bad image: its one-line error, and nothing is sent
+    chat.see()
+    chat.pending.append(image)
+    if question.strip():
+        chat.send(question.strip())
+    else:
+        chat.term.warn(f"{image.name} ({image.width}x{image.height}) goes with your next message")
+
+
 def _agent(chat: Chat, arg: str) -> None:
     if not arg:
         chat.term.warn("usage: /agent TASK (works in the current folder; /undo reverts its last step)")
@@ -170,6 +187,7 @@ COMMANDS: dict[str, Callable[[Chat, str], bool | None]] = {
     "/save": _save,
     "/load": _load,
     "/stats": _stats,
+    "/image": _image,
     "/agent": _agent,
     "/undo": _undo,
     "/exit": _exit,
