@@ -22,8 +22,10 @@ from . import slash
 from .options import (
     Ctx,
     GpuLayers,
+    ImageTokens,
     Json,
     MaxTokens,
+    Mmproj,
     Model,
     Offline,
     Pull,
@@ -63,6 +65,8 @@ def chat(
         typer.Option("--open", help="Continue a saved conversation: a number from --list, or an id."),
     ] = None,
     list_: Annotated[bool, typer.Option("--list", help="List saved conversations and exit.")] = False,
+    image_tokens: ImageTokens = None,
+    mmproj: Mmproj = None,
 ) -> None:
     """Talk with a model in the terminal. Conversations are saved as they go.
 
