@@ -40,14 +40,18 @@ def model_rows(hw) -> list[dict]:
     parts = {(p.repo, p.file): p for p in download.partials()}
     rows, listed = [], set()
     for spec in cat.models.values():
-        for quant in spec.quants.values():
+        for quant in [*spec.quants.values(), *spec.projectors[:1]]:  # a projector: "0.8b:mmproj"
             local = next(
                 (files[(c.repo, c.file)] for c in download.sources(spec, quant) if (c.repo, c.file) in files),
                 None,
             )
             part = parts.get((quant.repo, quant.file))
-            choice = pick(hw, cat, Want(model=spec, quant=quant.quant))
             listed |= {(c.repo, c.file) for c in download.sources(spec, quant)}
+            if quant.quant == "MMPROJ":  # its memory is counted with the model's when images are used
+                fits, speed = quant.bytes * 1.2 < hw.available_ram, None
+            else:
+                choice = pick(hw, cat, Want(model=spec, quant=quant.quant))
+                fits, speed = choice.fits, round(choice.tokens_per_s, 1)
             rows.append(
                 {
                     "name": f"{spec.aliases[0]}:{quant.quant.lower()}",
@@ -57,8 +61,8 @@ def model_rows(hw) -> list[dict]:
                     "status": "downloaded" if local else ("partial" if part else "not downloaded"),
                     "have_bytes": local.size if local else (part.have if part else 0),
                     "path": str(local.path) if local else (str(part.path) if part else None),
-                    "fits": choice.fits,
-                    "tokens_per_s": round(choice.tokens_per_s, 1),
+                    "fits": fits,
+                    "tokens_per_s": speed,
                 }
             )
     # files that are not catalog entries: other GGUFs in the cache, complete or partial
@@ -78,7 +82,17 @@ def model_rows(hw) -> list[dict]:
 # -- rm -----------------------------------------------------------------------------------------
 
 
+def _projector_name(name: str) -> ModelSpec | None:
+    """The model whose projector `SIZE:mmproj` names, or None for any other name."""
+    base, _, quant = name.strip().lower().partition(":")
+    spec = catalog_mod.load().by_alias().get(base)
+    return spec if quant == "mmproj" and spec is not None and spec.projector is not None else None
+
+
 def matching(name: str) -> list[dict]:
+    if _projector_name(name):
+        wanted = _projector_name(name).aliases[0] + ":mmproj"
+        return [r for r in model_rows(detect()) if r["status"] != "not downloaded" and r["name"] == wanted]
     target = catalog_mod.load().resolve(name)
     rows = [r for r in model_rows(detect()) if r["status"] != "not downloaded"]
     if isinstance(target, FileTarget):
@@ -96,6 +110,16 @@ def matching(name: str) -> list[dict]:
 
 
 def path_for(name: str) -> Path:
+    spec = _projector_name(name)
+    if spec is not None:
+        local = download.find_local(spec, spec.projector)
+        if local:
+            return local
+        raise QwenlocalError(
+            f"{name} is not downloaded",
+            hint=f"run `qwenlocal pull {spec.aliases[0]} --vision`",
+            code=ExitCode.NOT_DOWNLOADED,
+        )
     target = catalog_mod.load().resolve(name)
     if isinstance(target, FileTarget):
         from .engine import check_gguf

@@ -20,6 +20,9 @@ def pull(
     ctx: Ctx = None,
     json: Json = None,
     offline: Offline = False,
+    vision: Annotated[
+        bool, typer.Option("--vision", help="Also download the model's vision projector (for images).")
+    ] = False,
 ) -> None:
     """Download a model into the Hugging Face cache: resumable, verified against the hub's sha256."""
     from ..cache import target_quant
@@ -30,12 +33,16 @@ def pull(
     spec, quant = target_quant(model, chosen)
     if model is None:
         term.warn(f"pulling {spec.display} {quant.quant}, the pick for this machine (see `qwenlocal doctor`)")
-    path = fetch(term, spec, quant)
-    if chosen.json:
-        info = {"model": spec.name, "quant": quant.quant, "path": str(path), "bytes": path.stat().st_size}
-        term.write(json_mod.dumps(info) + "\n")
-    else:
-        term.write(f"{path}\n")
+    files = [quant] + ([spec.projector] if vision and spec.projector else [])
+    if vision and spec.projector is None:
+        raise QwenlocalError(f"{spec.display} has no vision projector in the catalog", code=ExitCode.USAGE)
+    for q in files:
+        path = fetch(term, spec, q)
+        if chosen.json:
+            info = {"model": spec.name, "quant": q.quant, "path": str(path), "bytes": path.stat().st_size}
+            term.write(json_mod.dumps(info) + "\n")
+        else:
+            term.write(f"{path}\n")
 
 
 def list_(context: typer.Context, json: Json = None) -> None:
@@ -69,7 +76,8 @@ def rm(
     model: Annotated[
         str,
         typer.Argument(
-            help="2b:q4_k_m for one file, 2b for every file of a model.", autocompletion=complete_model
+            help="2b:q4_k_m for one file, 2b:mmproj for its vision projector, 2b for every file of a model.",
+            autocompletion=complete_model,
         ),
     ],
     yes: Yes = False,
