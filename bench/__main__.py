@@ -3,6 +3,7 @@
     python -m bench                    # 0.8B and 2B shapes, 8 interleaved rounds
     python -m bench --models tiny      # a smoke run on a tiny model (what CI does)
     python -m bench --only agent --models 0.8b   # the agent row alone, spliced into the report
+    python -m bench --only image       # the image rows alone (against llama-mtmd-cli), spliced in
 
 Models: random weights with Qwen3.5's exact tensor shapes and vocabulary, quantized to Q4_K_M
 (compute per token does not depend on the values, so the speed is the real models' speed).
@@ -29,13 +30,14 @@ from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
 from qwenlocal.testing import ggufs
 
-from . import agent, llama_bench
+from . import agent, llama_bench, vision
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {"0.8b": ggufs.QWEN35_0_8B, "2b": ggufs.QWEN35_2B, "tiny": ggufs.Shape()}
 SPEC = {"0.8b": "qwen3.5-0.8b", "2b": "qwen3.5-2b", "tiny": "qwen3.5-0.8b"}
 SAMPLES = 2  # timed runs per side in each round (llama-bench: -r 2, after its warm-up)
-TARGETS = {"decode": 0.97, "prefill": 0.95, "turn8": 1.5, "agent": 1.5, "help_s": 0.3, "rss_extra_mb": 300}
+TARGETS = {"decode": 0.97, "prefill": 0.95, "turn8": 1.5, "agent": 1.5, "help_s": 0.3, "rss_extra_mb": 300,
+           "image": 0.95, "follow_up": 1.2}  # fmt: skip
 
 
 def log(text: str) -> None:
@@ -272,6 +274,21 @@ def only_agent(args) -> int:
     return 0
 
 
+def only_image(args) -> int:
+    """`--only image`: the image rows alone, against llama-mtmd-cli, spliced into the report and
+    results.json (keeping the rest of a full run's numbers)."""
+    row = vision.measure(args)
+    lines = vision.section(row, args.command, TARGETS)
+    args.out.write_text(vision.splice(args.out.read_text() if args.out.exists() else "", lines).lstrip("\n"))
+    path = args.out.parent / "bench" / "results.json"
+    path.parent.mkdir(exist_ok=True)
+    samples = json.loads(path.read_text()) if path.exists() else {"models": []}
+    samples["image"] = row | {"command": args.command}
+    path.write_text(json.dumps(samples, indent=1) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
 def chart(results: list[Result], out: Path) -> None:
     import matplotlib
 
@@ -396,7 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-reuse-baseline", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--steps", type=int, default=10, help="agent steps")
     parser.add_argument("--agent-runs", type=int, default=SAMPLES, help="agent runs (each step's best)")
-    parser.add_argument("--only", choices=["agent"], help="measure this row alone (no llama-bench)")
+    parser.add_argument("--only", choices=["agent", "image"], help="measure these rows alone")
+    parser.add_argument("--image-tokens", type=int, default=256, help="image token budget (image rows)")
+    parser.add_argument("--image-reps", type=int, default=5, help="interleaved samples (image rows)")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     args.command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -407,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         args.threads = detect(gpu_offload=False).cpu_threads
     if args.only == "agent":
         return only_agent(args)
+    if args.only == "image":
+        return only_image(args)
     binary = llama_bench.build()
     results = [bench_model(name, binary, args) for name in args.models]
     help_s, first_s = cold_start(model_file(args.models[0]), 5)
@@ -416,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     samples = {"machine": info, "command": args.command, "models": [asdict(r) for r in results]}
     (args.out.parent / "bench" / "results.json").write_text(json.dumps(samples, indent=1) + "\n")
     text = report(results, info, help_s, first_s, args)
+    image_rows = vision.kept(args.out.read_text()) if args.out.exists() else None
+    if image_rows:
+        text = vision.splice(text, image_rows)
     args.out.write_text(text)
     print(text)
     return 0

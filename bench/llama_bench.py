@@ -1,4 +1,5 @@
-"""Build llama.cpp's own `llama-bench` from the sources the installed llama-cpp-python vendors.
+"""Build llama.cpp's own `llama-bench` (and `llama-mtmd-cli`, for the image row) from the sources
+the installed llama-cpp-python vendors.
 
 The sdist of the installed llama-cpp-python version is fetched from PyPI (pip's cache makes this
 free after the first time), its `vendor/llama.cpp` is configured the way llama-cpp-python builds
@@ -58,14 +59,15 @@ def sources(version: str) -> Path:
     return vendor
 
 
-def build(jobs: int = 2) -> Path:
+def build(jobs: int = 2, target: str = "llama-bench") -> Path:
+    """The binary of one llama.cpp target (`llama-bench`, `llama-mtmd-cli`), built once per version."""
     version = metadata.version("llama-cpp-python")
-    binary = cache_dir() / version / "build" / "bin" / "llama-bench"
+    binary = cache_dir() / version / "build" / "bin" / target
     if binary.exists():
         return binary
     src = sources(version)
     out = binary.parent.parent
-    _log(f"building llama-bench from llama.cpp as vendored by llama-cpp-python {version} (minutes, once)")
+    _log(f"building {target} from llama.cpp as vendored by llama-cpp-python {version} (minutes, once)")
     subprocess.run(
         ["cmake", "-S", str(src), "-B", str(out), "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON",
          "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
@@ -73,12 +75,12 @@ def build(jobs: int = 2) -> Path:
         check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     subprocess.run(
-        ["cmake", "--build", str(out), "--target", "llama-bench", "-j", str(jobs)],
+        ["cmake", "--build", str(out), "--target", target, "-j", str(jobs)],
         check=True,
         stdout=subprocess.DEVNULL,
     )
     if not binary.exists():
-        binary = next(out.rglob("llama-bench"))
+        binary = next(out.rglob(target))
     return binary
 
 

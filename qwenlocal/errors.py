@@ -18,7 +18,7 @@ class ExitCode(IntEnum):
     MODEL_FILE = 4  # a model file that is missing, truncated, corrupt or not a GGUF
     NOT_DOWNLOADED = 5  # the model is not in the local cache yet
     CONTEXT_OVERFLOW = 6  # the prompt does not fit in the context window
-    BAD_INPUT = 7  # unusable input: binary or non-UTF-8 stdin or argument, an empty prompt
+    BAD_INPUT = 7  # unusable input: binary or non-UTF-8 stdin or argument, an empty prompt, a bad image
     DOES_NOT_FIT = 8  # no model (or not the context asked for) fits this machine's memory
     AGENT_STOPPED = 9  # the agent stopped before finishing the task
     NETWORK = 10  # the hub could not be reached (the partial download is kept)
@@ -40,7 +40,10 @@ EXIT_CODES: dict[ExitCode, str] = {
     ExitCode.MODEL_FILE: "model file missing, truncated, corrupt or not a GGUF",
     ExitCode.NOT_DOWNLOADED: "model not downloaded yet (the message names the command to get it)",
     ExitCode.CONTEXT_OVERFLOW: "prompt longer than the context window (never truncated)",
-    ExitCode.BAD_INPUT: "unusable input: binary or non-UTF-8 stdin or argument, empty prompt",
+    ExitCode.BAD_INPUT: (
+        "unusable input: binary or non-UTF-8 stdin or argument, empty prompt, "
+        "a corrupt or unsupported image"
+    ),
     ExitCode.DOES_NOT_FIT: "no model, or not the context asked for, fits in this machine's memory",
     ExitCode.AGENT_STOPPED: (
         "the agent stopped before finishing (step limit, repeated or bad calls, the user)"

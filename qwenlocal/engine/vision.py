@@ -116,6 +116,12 @@ class Projector:
             mtmd.mtmd_input_chunks_free(chunks)
             mtmd.mtmd_bitmap_free(bitmap)
 
+    def forget(self) -> None:
+        """Drop the prepared images (the benchmark measures an image seen for the first time)."""
+        for chunk in self._chunks.values():
+            self.mtmd.mtmd_input_chunk_free(chunk.chunk)
+        self._chunks = {}
+
     def by_id(self, ident: int) -> ImageChunk:
         return next(c for c in self._chunks.values() if c.id == ident)
 
@@ -137,9 +143,7 @@ class Projector:
         cache.live += [chunk.id] * chunk.n_pos
 
     def close(self) -> None:
-        for chunk in self._chunks.values():
-            self.mtmd.mtmd_input_chunk_free(chunk.chunk)
-        self._chunks = {}
+        self.forget()
         if getattr(self, "ctx", None):
             self.mtmd.mtmd_free(self.ctx)
             self.ctx = None
