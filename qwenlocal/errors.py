@@ -41,8 +41,7 @@ EXIT_CODES: dict[ExitCode, str] = {
     ExitCode.NOT_DOWNLOADED: "model not downloaded yet (the message names the command to get it)",
     ExitCode.CONTEXT_OVERFLOW: "prompt longer than the context window (never truncated)",
     ExitCode.BAD_INPUT: (
-        "unusable input: binary or non-UTF-8 stdin or argument, empty prompt, "
-        "a corrupt or unsupported image"
+        "unusable input: binary or non-UTF-8 stdin or argument, empty prompt, a corrupt or unsupported image"
     ),
     ExitCode.DOES_NOT_FIT: "no model, or not the context asked for, fits in this machine's memory",
     ExitCode.AGENT_STOPPED: (

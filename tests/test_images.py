@@ -275,3 +275,51 @@ def test_chat_at_photo_shows_the_image_to_the_model(vision_model, projector, pic
     users = [m for m in saved["messages"] if m["role"] == "user"]
     assert [len(m.get("images", [])) for m in users] == [1, 1]  # the bad one was never sent
     assert users[0]["images"][0]["path"] == str(pictures["red"])
+
+
+# -- the agent --------------------------------------------------------------------------------------
+
+
+def test_agent_read_file_shows_an_image_when_a_projector_is_loaded(
+    vision_model, projector, pictures, tmp_path
+):
+    """read_file of an image is the image itself in the tool result (the chat template renders it
+    inside <tool_response>, the real engine evaluates it); without a projector it stays refused as
+    a binary file; a corrupt image is the tool's error."""
+    from qwenlocal.agent.approval import YES, Approver
+    from qwenlocal.agent.loop import Agent, Limits
+    from qwenlocal.agent.sandbox import Shell
+    from qwenlocal.agent.tools import Workspace
+    from qwenlocal.agent.undo import Run
+    from qwenlocal.testing.engine import FakeEngine
+
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "photo.png").write_bytes(pictures["red"].read_bytes())
+    (root / "broken.png").write_bytes(pictures["truncated"].read_bytes())
+    call = "<tool_call>\n<function=read_file>\n<parameter=path>\n{}\n</parameter>\n</function>\n</tool_call>"
+    seen = {}
+    for sees in (True, False):
+        engine = FakeEngine([call.format("photo.png"), call.format("broken.png"), "It is red."])
+        workspace = Workspace(root, Shell(sandbox=False))
+        workspace.images = sees
+        options = GenerateOptions(GREEDY)
+        Agent(engine, options, workspace, Approver(mode=YES), Run(root), lambda e: None, Limits()).solve(
+            "look"
+        )
+        seen[sees] = engine.seen[-1]
+    shown, broken = [m for m in seen[True] if m["role"] == "tool"]
+    assert isinstance(shown["content"], list)
+    assert images.images_of([shown])[0].sha256 == images.read(pictures["red"]).sha256
+    assert "photo.png: a PNG image, 128x128 pixels" in images.text_of(shown["content"])
+    assert "corrupt or truncated PNG" in broken["content"]
+    assert "binary file" in [m for m in seen[False] if m["role"] == "tool"][0]["content"]
+
+    tools = [{"type": "function", "function": {"name": "read_file", "parameters": {}}}]
+    with LlamaEngine(vision_model, LoadOptions(2048, 2, image_tokens=64), projector) as engine:
+        rendered = engine.render(seen[True], False, tools)
+        assert "<tool_response>\n<|vision_start|><|image_pad|><|vision_end|>photo.png" in rendered
+        done = [e for e in engine.stream(seen[True], GenerateOptions(GREEDY), tools) if isinstance(e, Done)][
+            0
+        ]
+    assert done.stats.image_tokens == 16

@@ -160,7 +160,14 @@ class Agent:
             raise Stopped(f"stopped: the model repeated the same {call.name} call {limit} times", text)
 
     def _observe(self, call: ToolCall | None, text: str, ok: bool) -> None:
-        self.messages.append({"role": "tool", "content": text})
+        image = getattr(text, "image", None)  # read_file of an image (workspace.ImageRead)
+        if image is not None:
+            from ..images import with_images
+
+            text = str(text)
+            self.messages.append({"role": "tool", "content": with_images(text, [image])})
+        else:
+            self.messages.append({"role": "tool", "content": text})
         self.emit(Observation(call, text, ok))
 
     # -- executing a call, as its table entry says -----------------------------------------------
@@ -187,7 +194,8 @@ class Agent:
                 result = self.workspace.apply(change)
             else:
                 warning = self.run.before_shell(step) if tool.kind is Kind.SHELL else None
-                result = method(**arguments) + (f"\n[{warning}]" if warning else "")
+                result = method(**arguments)  # a str (an image read keeps its type: no warning)
+                result = result + f"\n[{warning}]" if warning else result
         except ToolError as error:
             self._observe(call, f"Error: {error}", ok=False)
             return Verdict.NO

@@ -40,10 +40,17 @@ def cap(text: str, limit: int = MAX_OUTPUT) -> str:
     return f"{text[:half]}\n[... {len(text) - limit} characters cut ...]\n{text[-half:]}"
 
 
+class ImageRead(str):
+    """read_file's result for an image: its description, and the image (shown to the model)."""
+
+    image = None
+
+
 class Workspace:
     def __init__(self, root: Path, shell: Shell) -> None:
         self.root = Path(root).resolve()
         self.shell = shell
+        self.images = False  # True when the model has a vision projector: read_file shows images
 
     def resolve(self, given: str) -> Path:
         """A path inside the workspace, or ToolError saying why not."""
@@ -63,6 +70,25 @@ class Workspace:
             raise ToolError(f"{self.rel(path)} is a binary file")
         return data, size
 
+    def _image(self, path: Path) -> ImageRead | None:
+        """An image file as an image for the model (None: not an image, read as text)."""
+        from .. import images
+        from ..errors import QwenlocalError
+
+        if not path.is_file():
+            return None
+        head, _ = confine.read(self.root, self.rel(path), 64)
+        if not images.is_image(head):
+            return None
+        data, _ = confine.read(self.root, self.rel(path), images.MAX_BYTES + 1)
+        try:
+            image = images.load(data, self.rel(path))
+        except QwenlocalError as error:
+            raise ToolError(error.message) from None
+        result = ImageRead(f"{self.rel(path)}: a {image.format} image, {image.width}x{image.height} pixels")
+        result.image = image
+        return result
+
     # -- edit tools: plan a change; the loop applies it once approved -------------------------
 
     def write_file(self, path: str = "", content: str | None = None) -> Change:
@@ -81,6 +107,10 @@ class Workspace:
     # -- read tools -----------------------------------------------------------------------------
 
     def read_file(self, path: str, start_line: int | None = None, end_line: int | None = None) -> str:
+        if self.images:
+            seen = self._image(self.resolve(path))
+            if seen is not None:
+                return seen
         data, size = self.text(self.resolve(path), READ_BYTES)
         if size > len(data):  # the last line may be cut: drop it
             data = data[: data.rfind(b"\n") + 1]

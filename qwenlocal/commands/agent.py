@@ -15,6 +15,7 @@ from .options import (
     Ctx,
     GpuLayers,
     Json,
+    Mmproj,
     Model,
     Offline,
     Pull,
@@ -62,6 +63,7 @@ def agent(
     show_reasoning: ShowReasoning = None,
     pull: Pull = None,
     offline: Offline = False,
+    mmproj: Mmproj = None,
 ) -> None:
     """Let the model read, write and edit files and run commands in a workspace, with your approval.
 
@@ -83,6 +85,21 @@ def agent(
     finished = solve(term, task, settings(**locals()), where, mode, max_steps)
     if finished.reason != "answered":
         raise typer.Exit(int(ExitCode.AGENT_STOPPED))
+
+
+def _sees(loaded: Loaded, settings: Settings) -> bool:
+    """Whether read_file may show the model images: its projector is loaded, or is on disk (or
+    given with --mmproj / QWENLOCAL_MMPROJ) and is loaded now. Nothing is downloaded for it."""
+    from ..loader import projector_for
+
+    if loaded.engine.vision is None:
+        try:
+            _, path = projector_for(settings, loaded.choice)
+        except QwenlocalError:
+            return False
+        if path is not None:
+            loaded.engine.attach_projector(path)
+    return loaded.engine.vision is not None
 
 
 def check_workspace(path: Path) -> Path:
@@ -136,10 +153,12 @@ def solve(
     run = Run(workspace)
     _announce(term, workspace, loaded.label, shell.protection, mode)
     view = AgentView(term.shows_reasoning(settings.show_reasoning), settings.json, term, max_steps)
+    files = Workspace(workspace, shell)
+    files.images = _sees(loaded, settings)
     agent = Agent(
         loaded.engine,
         loaded.generate_options(settings),
-        Workspace(workspace, shell),
+        files,
         approver,
         run,
         view,
