@@ -4,9 +4,11 @@ a follow-up question about the image against a text-only follow-up of the same l
 Both sides load Qwen3.5-0.8B's shapes (the text model of `python -m bench`, with the vision
 tokens in its vocabulary) and a projector with the real 0.8B projector's tensor shapes (random
 F16 weights: speed does not depend on the values), the same image, the same token budget
-(`--image-max-tokens`), the same threads. `llama-mtmd-cli` runs in its chat mode: loaded once, then
-for each sample `/clear`, `/image F` (it decodes the file then) and the question; its time is
-from sending the question to its first output on stdout (the end of evaluating the message).
+(`--image-max-tokens`), the same threads. `llama-mtmd-cli` runs in its chat mode, started afresh
+for each sample (its second image message in one process reads a freed batch and aborts:
+`mtmd_batch_get_output_embd`, "invalid chunk type"): loaded, then `/image F` (it decodes the file
+then) and the question; its time is from sending the question to its first output on stdout (the
+end of evaluating the message).
 Ours is from `stream()` to the first event, the image's bytes in hand: it decodes, preprocesses,
 encodes and evaluates them all inside that time.
 """
@@ -66,7 +68,7 @@ def files(threads: int) -> tuple[Path, Path, Path]:
 
 
 class MtmdCli:
-    """llama-mtmd-cli in its chat mode, loaded once, asked one question per sample."""
+    """llama-mtmd-cli in its chat mode, loaded, asked one question about an image."""
 
     def __init__(self, binary: Path, model: Path, mmproj: Path, threads: int, tokens: int) -> None:
         self.proc = subprocess.Popen(
@@ -74,19 +76,22 @@ class MtmdCli:
              "-n", "1", "--temp", "0", "--image-max-tokens", str(tokens), "--jinja"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        self.buffer = b""
+        self.buffer, self.arrived = b"", 0.0
         self._until(b"\n> ", 600)
 
     def _until(self, marker: bytes, timeout: float) -> float:
-        """Read stdout until `marker`; returns when its first new byte after the call arrived."""
-        start, first = time.perf_counter(), None
+        """Read stdout until `marker` (consumed with what came before it); returns when the first
+        byte after the call's start arrived (what was already read counts as arrived then)."""
+        start = time.perf_counter()
+        first = self.arrived if self.buffer else None
         fd = self.proc.stdout.fileno()
         while marker not in self.buffer:
             ready, _, _ = select.select([fd], [], [], max(0.0, timeout - (time.perf_counter() - start)))
             data = os.read(fd, 65536) if ready else b""
             if not data:
                 raise RuntimeError(f"llama-mtmd-cli stopped before {marker!r}: {self.buffer[-500:]!r}")
-            first = first or time.perf_counter()
+            self.arrived = time.perf_counter()
+            first = first or self.arrived
             self.buffer += data
         self.buffer = self.buffer.split(marker, 1)[1]
         return first
@@ -98,12 +103,13 @@ class MtmdCli:
         return sent
 
     def image_ttft(self, photo: Path) -> float:
-        self._send("/clear")
-        self._until(b"\n> ", 60)
         self._send(f"/image {photo}")
         self._until(b"loaded\n", 60)
+        self._until(b"\n> ", 60)
+        assert not self.buffer.strip(), self.buffer
         sent = self._send(QUESTION)
-        first = self._until(b"\n> ", 600)
+        self._until(QUESTION.encode() + b"\n", 60)  # its console echoes what it reads
+        first = self._until(b"\n> ", 600)  # its next output: the end of evaluating the message
         return first - sent
 
     def close(self) -> None:
@@ -153,23 +159,21 @@ def measure(args) -> dict:
     data = photo.read_bytes()
     tokens = args.image_tokens
     ref, ours, with_image, text_only = [], [], [], []
-    cli = MtmdCli(binary, model, mmproj, threads, tokens)
     load = LoadOptions(n_ctx=4096, n_threads=threads, image_tokens=tokens)
-    try:
-        with LlamaEngine(model, load, mmproj) as engine:
-            for rnd in range(args.image_reps):
+    with LlamaEngine(model, load, mmproj) as engine:
+        for rnd in range(args.image_reps):
+            cli = MtmdCli(binary, model, mmproj, threads, tokens)
+            try:
                 ref.append(cli.image_ttft(photo))
-                ours.append(our_ttft(engine, data))
-                log(
-                    f"image round {rnd + 1}/{args.image_reps}: {ours[-1]:.2f}s vs llama-mtmd-cli {ref[-1]:.2f}s"
-                )
-            for _ in range(args.image_reps):
-                a, b = follow_ups(engine, data)
-                with_image.append(a)
-                text_only.append(b)
-            n_image = engine.vision.chunk(images.load(data, "photo.png")).n_tokens
-    finally:
-        cli.close()
+            finally:
+                cli.close()
+            ours.append(our_ttft(engine, data))
+            log(f"image {rnd + 1}/{args.image_reps}: {ours[-1]:.2f}s vs llama-mtmd-cli {ref[-1]:.2f}s")
+        for _ in range(args.image_reps):
+            a, b = follow_ups(engine, data)
+            with_image.append(a)
+            text_only.append(b)
+        n_image = engine.vision.chunk(images.load(data, "photo.png")).n_tokens
     return {"tokens": tokens, "image_tokens": n_image, "threads": threads, "ours": ours, "ref": ref,
             "follow_image": with_image, "follow_text": text_only}  # fmt: skip
 

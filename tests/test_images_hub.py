@@ -75,3 +75,21 @@ def test_pull_flag_fetches_model_and_projector_on_first_use(hub, photo):
     assert done.returncode == 0, done.stderr
     assert done.stdout.decode().strip() == ANSWER
     assert any(MMPROJ in r for r in hub.requests)
+
+
+def test_the_pick_counts_the_projector_and_its_compute_buffer():
+    """With images, the same model needs its projector's bytes and the encoder's buffer for the
+    budget more; where that no longer fits, a smaller context (or model) is chosen."""
+    from qwenlocal.catalog import load
+    from qwenlocal.hardware import GiB, Hardware, Want, pick
+
+    hw = Hardware(8 * GiB, 6 * GiB, 4, 8, system="test")
+    spec = load().models["qwen3.5-4b"]
+    text = pick(hw, load(), Want(model=spec, quant="Q4_K_M", n_ctx=8192))
+    seeing = pick(hw, load(), Want(model=spec, quant="Q4_K_M", n_ctx=8192, image_tokens=1024))
+    assert (
+        seeing.memory_bytes - text.memory_bytes == spec.projector.bytes + 1024 * spec.vision_bytes_per_token
+    )
+    tight = Hardware(6 * GiB, int(4.2 * GiB), 4, 8, system="test")
+    assert pick(tight, load(), Want(model=spec, quant="Q4_K_M", n_ctx=4096)).fits
+    assert not pick(tight, load(), Want(model=spec, quant="Q4_K_M", n_ctx=4096, image_tokens=4096)).fits
