@@ -174,8 +174,8 @@ def memory_needed(model: ModelSpec, quant: QuantFile, n_ctx: int) -> int:
 
 # The most tokens one image becomes, unless --image-tokens says otherwise. On a CPU, encoding
 # costs grow faster than linearly with tokens (attention over 4 patches per token): 256 tokens
-# (about 512x512 pixels) reads text in photos and screenshots and encodes in about a second with
-# the 0.8B projector; a GPU takes Qwen's own 1024.
+# (about 512x512 pixels) keep text in photos and screenshots readable for less than a quarter of
+# the encoder's work at 1024; a GPU takes Qwen's own 1024.
 IMAGE_TOKENS_CPU = 256
 IMAGE_TOKENS_GPU = 1024
 
