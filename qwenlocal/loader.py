@@ -76,7 +76,12 @@ def plan(settings: Settings, hw: Hardware | None = None) -> tuple[Choice, Path |
     # '' is a name too (an unknown one), not "no name": only None leaves the model to the pick
     target = cat.resolve(settings.model) if settings.model is not None else None
     hw = hw or detect()
-    want = dict(n_ctx=settings.ctx, n_gpu_layers=settings.gpu_layers, n_threads=settings.threads)
+    want = dict(
+        n_ctx=settings.ctx,
+        n_gpu_layers=settings.gpu_layers,
+        n_threads=settings.threads,
+        kv_cache=settings.kv_cache,
+    )
     if isinstance(target, FileTarget):
         check_gguf(target.path)
         choice = pick(hw, cat, Want(model=file_spec(target.path), quant="FILE", **want))
@@ -142,6 +147,9 @@ def load(settings: Settings, choice: Choice, path: Path, label: str) -> Loaded:
             n_gpu_layers=choice.n_gpu_layers,
             # llama.cpp cuts its batch to the context, and asserts if the engine sends more
             n_batch=min(512, choice.n_ctx),
+            kv_cache=choice.kv_cache,
+            # a context the user fixed stays as it is; else it may grow as far as memory allows
+            max_ctx=choice.n_ctx if settings.ctx else max(choice.max_ctx, choice.n_ctx),
         ),
     )
     spec = choice.model if choice.quant.quant != "FILE" else None

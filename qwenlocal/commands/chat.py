@@ -23,6 +23,7 @@ from .options import (
     Ctx,
     GpuLayers,
     Json,
+    KvCache,
     MaxTokens,
     Model,
     Offline,
@@ -50,6 +51,7 @@ def chat(
     temperature: Temperature = None,
     seed: Seed = None,
     ctx: Ctx = None,
+    kv_cache: KvCache = None,
     threads: Threads = None,
     gpu_layers: GpuLayers = None,
     json: Json = None,
@@ -100,6 +102,12 @@ class Chat:
     def answer(self) -> None:
         session, term, settings = self.session, self.term, self.session.settings
         dropped = session.fit_context()
+        if session.grown:
+            before, after = session.grown
+            term.warn(
+                f"context grown from {before:,} to {after:,} tokens to keep the whole conversation "
+                f"(this machine's memory allows up to {session.loaded.engine.max_ctx:,})"
+            )
         if dropped:
             term.warn(
                 f"context full: moved the {dropped} oldest messages out of the context "
@@ -134,7 +142,8 @@ class Chat:
     def _after(self, done) -> None:
         if self.interactive:
             self.term.footer(done.stats)
-            if done.stats.ctx_used > 0.8 * done.stats.n_ctx:
+            can_grow = self.session.loaded.engine.max_ctx > done.stats.n_ctx
+            if done.stats.ctx_used > 0.8 * done.stats.n_ctx and not can_grow:
                 self.term.warn(
                     f"the context is {100 * done.stats.ctx_used // done.stats.n_ctx}% full: the oldest turns "
                     "will be moved out next (/clear starts afresh)"

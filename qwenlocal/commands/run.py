@@ -14,6 +14,7 @@ from .options import (
     Ctx,
     GpuLayers,
     Json,
+    KvCache,
     MaxTokens,
     Model,
     Offline,
@@ -44,6 +45,7 @@ def run(
     temperature: Temperature = None,
     seed: Seed = None,
     ctx: Ctx = None,
+    kv_cache: KvCache = None,
     threads: Threads = None,
     gpu_layers: GpuLayers = None,
     json: Json = None,
@@ -82,10 +84,20 @@ def read_prompt(term: Terminal, settings: Settings, prompt: str | None) -> str:
 
 
 def answer(term: Terminal, settings: Settings, prompt: str | None) -> None:
+    from ..sizing import size_run
     from .loading import open_model
 
     text = read_prompt(term, settings, prompt)
     loaded = open_model(term, settings)
+    messages, options = messages_for(settings, text), loaded.generate_options(settings)
+    default, kv = loaded.engine.n_ctx, loaded.engine.kv_cache
+    try:
+        sized = size_run(loaded, settings, messages, options.think)
+    except BaseException:
+        loaded.engine.close()
+        raise
+    if sized is not None:
+        term.warn(sized.notice(default, kv))
     renderer = term.renderer(
         markdown=term.markdown and not settings.json,
         show_reasoning=term.shows_reasoning(settings.show_reasoning),
@@ -94,7 +106,6 @@ def answer(term: Terminal, settings: Settings, prompt: str | None) -> None:
         model=loaded.label,
     )
     try:
-        messages, options = messages_for(settings, text), loaded.generate_options(settings)
         for event in loaded.engine.stream(messages, options, checkpoint=False):
             renderer.handle(event)
     except KeyboardInterrupt:
