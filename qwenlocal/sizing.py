@@ -58,7 +58,7 @@ def size_run(loaded: Loaded, settings: Settings, messages: list[dict], think: bo
         cheaper = min(largest_context(spec, choice.context_room, "q8_0"), train)
     limit = max(largest, cheaper, engine.n_ctx)
     n = engine.count_tokens(messages, think, limit)
-    if n + reserve <= engine.n_ctx:
+    if n + min(reserve, engine.n_ctx // 4) <= engine.n_ctx:  # the default holds it (a small one, mostly)
         return None
     if n + 1 > limit:
         raise _too_long(n, limit, "q8_0" if cheaper > largest else kv, spec.display, train)

@@ -165,7 +165,7 @@ class Model:
             self.n_ctx = n_ctx
             return
         lib, old = self.lib, self.ctx
-        live, exact = list(self.cache.live), self.cache.exact
+        live, exact, checkpoints = list(self.cache.live), self.cache.exact, self.cache.checkpoints
         size = lib.llama_state_seq_get_size_ext(old, 0, 0)
         state = (ctypes.c_uint8 * size)()
         saved = live and exact and lib.llama_state_seq_get_data_ext(old, state, size, 0, 0) == size
@@ -174,7 +174,8 @@ class Model:
         self.ctx = self.batch = self.cache = None
         self.open()
         if saved and lib.llama_state_seq_set_data_ext(self.ctx, state, size, 0, 0) == size:
-            self.cache.live = live  # the checkpoints were the old context's: they are dropped
+            # the checkpoints (recurrent states at turn boundaries) hold for the new one too
+            self.cache.live, self.cache.checkpoints = live, checkpoints
 
     # -- model facts ----------------------------------------------------------------------
 
