@@ -4,6 +4,7 @@
     python -m bench --models tiny      # a smoke run on a tiny model (what CI does)
     python -m bench --only agent --models 0.8b   # the agent row alone, spliced into the report
     python -m bench --only image       # the image rows alone (against llama-mtmd-cli), spliced in
+    python -m bench --only depth --models 0.8b --reps 1   # speed at 16K/64K depth, 32K TTFT, 128K RSS
 
 Models: random weights with Qwen3.5's exact tensor shapes and vocabulary, quantized to Q4_K_M
 (compute per token does not depend on the values, so the speed is the real models' speed).
@@ -30,7 +31,7 @@ from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
 from qwenlocal.testing import ggufs
 
-from . import agent, llama_bench, vision
+from . import agent, depth, llama_bench, vision
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {"0.8b": ggufs.QWEN35_0_8B, "2b": ggufs.QWEN35_2B, "tiny": ggufs.Shape()}
@@ -286,6 +287,30 @@ def only_image(args) -> int:
     samples["image"] = row | {"command": args.command}
     path.write_text(json.dumps(samples, indent=1) + "\n")
     print("\n".join(lines))
+
+
+def only_depth(args) -> int:
+    """`--only depth`: the depth rows (bench/depth.py), spliced into the report after each part is
+    measured (a run of an hour keeps what it has), and into results.json."""
+    binary = llama_bench.build()
+    done: dict[str, depth.DepthResult] = {}
+
+    def save(result: depth.DepthResult) -> None:
+        done[result.name] = result
+        lines = depth.section(list(done.values()), args, TARGETS)
+        args.out.write_text(
+            depth.splice(args.out.read_text() if args.out.exists() else "", lines).lstrip("\n")
+        )
+        path = args.out.parent / "bench" / "results.json"
+        path.parent.mkdir(exist_ok=True)
+        samples = json.loads(path.read_text()) if path.exists() else {"models": []}
+        samples["depth"] = [asdict(r) for r in done.values()]
+        samples["depth_command"] = args.command
+        path.write_text(json.dumps(samples, indent=1) + "\n")
+
+    for name in args.models:
+        depth.measure(name, model_file(name), binary, args, (log, peak_rss, prompt_of), SPEC[name], save)
+    print("\n".join(depth.section(list(done.values()), args, TARGETS)))
     return 0
 
 
@@ -413,13 +438,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-reuse-baseline", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--steps", type=int, default=10, help="agent steps")
     parser.add_argument("--agent-runs", type=int, default=SAMPLES, help="agent runs (each step's best)")
-    parser.add_argument("--only", choices=["agent", "image"], help="measure these rows alone")
+    parser.add_argument(
+        "--only", choices=["agent", "image", "depth"], help="measure these rows alone (agent: no llama-bench)"
+    )
     parser.add_argument("--image-tokens", type=int, default=256, help="image token budget (image rows)")
     parser.add_argument("--image-reps", type=int, default=5, help="interleaved samples (image rows)")
+    parser.add_argument("--depths", default="16384,65536", help="--only depth: tokens already in the context")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     args.command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
     args.models = args.models.split(",")
+    args.depths = [int(d) for d in args.depths.split(",")]
     if args.threads is None:
         from qwenlocal.hardware import detect
 
@@ -428,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         return only_agent(args)
     if args.only == "image":
         return only_image(args)
+    if args.only == "depth":
+        return only_depth(args)
     binary = llama_bench.build()
     results = [bench_model(name, binary, args) for name in args.models]
     help_s, first_s = cold_start(model_file(args.models[0]), 5)

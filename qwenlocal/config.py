@@ -42,6 +42,7 @@ MAX_THREADS = 512
 # Qwen3.5's native context; llama.cpp keeps n_ctx in 32 bits, and a larger one cannot help.
 MAX_CTX = 262144
 MIN_CTX = 256  # below this even a short prompt and its template do not fit
+KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")  # llama.cpp's K/V cache types that qwenlocal offers
 
 
 def _bounds(low: float | None = None, high: float | None = None):
@@ -63,6 +64,8 @@ class Settings:
     temperature: float | None = field(default=None, metadata=_bounds(0.0))  # None: the model card's
     seed: int | None = None  # any integer: the engine keeps its low 32 bits
     ctx: int | None = field(default=None, metadata=_bounds(MIN_CTX, MAX_CTX))  # None: from memory
+    # the KV cache's type; None: f16, or q8_0 when only that makes the context fit (hardware.pick)
+    kv_cache: str | None = field(default=None, metadata={"choices": KV_CACHE_TYPES})
     threads: int | None = field(default=None, metadata=_bounds(1, MAX_THREADS))
     gpu_layers: int | None = field(default=None, metadata=_bounds(-1))  # -1: all
     json: bool = False
@@ -90,6 +93,9 @@ _WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: 
 
 def describe(name: str) -> str:
     """What a setting takes, in words: the hint of every error about it."""
+    choices = _FIELDS[name].metadata.get("choices")
+    if choices:
+        return "one of " + ", ".join(choices)
     low, high = _FIELDS[name].metadata.get("range", (None, None))
     what = _WORDS[_KIND[name]]
     if low is not None and high is not None:
@@ -145,6 +151,9 @@ def _where(name: str, origin: str) -> str:
 def _within(name: str, value: Any) -> bool:
     """In range, and finite: inf and nan are not numbers a setting can use."""
     if isinstance(value, float) and not math.isfinite(value):
+        return False
+    choices = _FIELDS[name].metadata.get("choices")
+    if choices is not None and value not in choices:
         return False
     low, high = _FIELDS[name].metadata.get("range", (None, None))
     return (low is None or value >= low) and (high is None or value <= high)

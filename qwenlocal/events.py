@@ -27,6 +27,24 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class PromptProgress:
+    """Reading the prompt: `done` of `total` tokens evaluated in `seconds` (reused ones not
+    counted). Sent after each batch of a prompt; a renderer shows it only when it is long."""
+
+    done: int
+    total: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def left_s(self) -> float:
+        return (self.total - self.done) / self.rate if self.rate > 0 else 0.0
+
+
+@dataclass(frozen=True)
 class Stats:
     load_s: float
     prompt_tokens: int
@@ -74,4 +92,4 @@ class Done:
     tokens: tuple[int, ...] = ()  # the generated token ids, as the model produced them
 
 
-Event = TextDelta | ReasoningDelta | Notice | Done
+Event = TextDelta | ReasoningDelta | Notice | PromptProgress | Done

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from .catalog import PICK_QUANTS, Catalog, ModelSpec, QuantFile
+from .memory import context_bytes, human_tokens, largest_context, memory_needed
 
 GiB = 1024**3
 MiB = 1024**2
@@ -23,7 +24,6 @@ CPU_GBPS_PER_THREAD = 5.5  # measured: 0.8B Q4_K_M (0.53 GB) decodes at ~21.5 to
 CPU_GBPS_MAX = 60.0  # what a desktop's memory channels deliver at best
 DEFAULT_GPU_GBPS = 300.0  # when the GPU's bandwidth cannot be read
 APPLE_GBPS = 100.0  # M-series base chips: 68-120 GB/s
-RUNTIME_OVERHEAD = 350 * MiB  # Python, llama.cpp, compute buffers at batch 512
 DEFAULT_CTX = 32768
 MIN_CTX = 4096
 
@@ -61,6 +61,7 @@ class Want:
     n_gpu_layers: int | None = None
     n_threads: int | None = None
     image_tokens: int | None = None  # a vision projector is loaded too, for images of this budget
+    kv_cache: str | None = None  # None: f16, or q8_0 when only that makes the asked context fit
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ class Choice:
     fits: bool
     reason: str
     considered: tuple[str, ...] = field(default=())
+    kv_cache: str = "f16"
+    max_ctx: int = 0  # the largest context this machine gives this model, at this KV cache type
+    context_room: int = 0  # bytes of memory left for the context beside the weights (memory.py)
 
     def as_dict(self) -> dict:
         return {
@@ -91,6 +95,8 @@ class Choice:
             "fits": self.fits,
             "reason": self.reason,
             "considered": list(self.considered),
+            "kv_cache": self.kv_cache,
+            "max_ctx": self.max_ctx,
         }
 
 
@@ -164,14 +170,6 @@ def detect(gpu_offload: bool | None = None) -> Hardware:
 # -- the pick ---------------------------------------------------------------------------------
 
 
-def context_bytes(model: ModelSpec, n_ctx: int) -> int:
-    return model.kv_bytes_per_token * n_ctx + model.recurrent_bytes
-
-
-def memory_needed(model: ModelSpec, quant: QuantFile, n_ctx: int) -> int:
-    return quant.bytes + context_bytes(model, n_ctx) + RUNTIME_OVERHEAD
-
-
 # The most tokens one image becomes, unless --image-tokens says otherwise. On a CPU, encoding
 # costs grow faster than linearly with tokens (attention over 4 patches per token): 256 tokens
 # (about 512x512 pixels) keep text in photos and screenshots readable for less than a quarter of
@@ -212,46 +210,58 @@ class _Plan:
     tokens_per_s: float
     fits: bool
     where: str
+    room: int = 0  # memory left for the context where it lives: what sets the largest context
 
 
 def _plan(hw: Hardware, model: ModelSpec, quant: QuantFile, n_ctx: int, want: Want) -> _Plan:
     """Where the model would live with this context, and how fast it would decode."""
     ram_budget = hw.available_ram - margin(hw)
-    need = memory_needed(model, quant, n_ctx) + vision_bytes(model, want.image_tokens)
+    kv = want.kv_cache or "f16"
+    need = memory_needed(model, quant, n_ctx, kv) + vision_bytes(model, want.image_tokens)
+    ctx_bytes = context_bytes(model, n_ctx, kv)
     cpu_speed = cpu_gbps(hw) * 1e9 / quant.bytes
     if hw.unified_memory and hw.gpu_offload and hw.gpus:  # Metal: the GPU's working set is the limit
         metal = hw.gpus[0]
-        fits = need <= min(ram_budget, metal.free)
-        return _Plan(quant, n_ctx, -1, need, metal.gbps * 1e9 / quant.bytes, fits, "GPU (Metal)")
+        budget = min(ram_budget, metal.free)
+        room = budget - need + ctx_bytes
+        return _Plan(
+            quant, n_ctx, -1, need, metal.gbps * 1e9 / quant.bytes, need <= budget, "GPU (Metal)", room
+        )
     gpu = max(hw.gpus, key=lambda g: g.free, default=None) if hw.gpu_offload else None
     if gpu is None or want.n_gpu_layers == 0:
-        return _Plan(quant, n_ctx, 0, need, cpu_speed, need <= ram_budget, "CPU")
+        room = ram_budget - need + ctx_bytes
+        return _Plan(quant, n_ctx, 0, need, cpu_speed, need <= ram_budget, "CPU", room)
     vram_budget = gpu.free - 512 * MiB
     if want.n_gpu_layers is None and need <= vram_budget:
-        return _Plan(quant, n_ctx, -1, need, gpu.gbps * 1e9 / quant.bytes, True, f"GPU ({gpu.name})")
+        speed, room = gpu.gbps * 1e9 / quant.bytes, vram_budget - need + ctx_bytes
+        return _Plan(quant, n_ctx, -1, need, speed, True, f"GPU ({gpu.name})", room)
     # partial offload: whole layers to the GPU, the rest (and the context) in RAM
     layers = model.layers + 1  # llama.cpp counts the output layer too
     per_layer = quant.bytes / layers
     n_gpu = want.n_gpu_layers
     if n_gpu is None:
-        n_gpu = max(0, min(layers, int((vram_budget - context_bytes(model, n_ctx)) // per_layer)))
+        n_gpu = max(0, min(layers, int((vram_budget - ctx_bytes) // per_layer)))
     n_gpu = layers if n_gpu < 0 else min(n_gpu, layers)
     on_gpu = per_layer * n_gpu
     seconds = (quant.bytes - on_gpu) / (cpu_gbps(hw) * 1e9) + on_gpu / (gpu.gbps * 1e9)
     where = f"CPU with {n_gpu}/{layers} layers on the {gpu.name}" if n_gpu else "CPU"
-    return _Plan(quant, n_ctx, n_gpu, int(need - on_gpu), 1 / seconds, need - on_gpu <= ram_budget, where)
+    memory, room = int(need - on_gpu), int(ram_budget - need + on_gpu + ctx_bytes)
+    return _Plan(quant, n_ctx, n_gpu, memory, 1 / seconds, memory <= ram_budget, where, room)
 
 
 def _gb(n: float) -> str:
     return f"{n / 1e9:.1f} GB"
 
 
-def _choice(hw: Hardware, model: ModelSpec, plan: _Plan, why: str, considered) -> Choice:
+def _choice(hw: Hardware, model: ModelSpec, plan: _Plan, why: str, considered, kv: str = "f16") -> Choice:
     quant = plan.quant
+    largest = largest_context(model, plan.room, kv)
+    cache = "" if kv == "f16" else f" ({kv} KV cache)"
     reason = (
         f"{model.display} {quant.quant}: {_gb(quant.bytes)} of weights + "
-        f"{_gb(context_bytes(model, plan.n_ctx))} for a {plan.n_ctx // 1024}K context, "
-        f"on the {plan.where}; about {plan.tokens_per_s:.0f} tokens/s expected. {why}"
+        f"{_gb(context_bytes(model, plan.n_ctx, kv))} for a {human_tokens(plan.n_ctx)} context{cache}, "
+        f"on the {plan.where}; about {plan.tokens_per_s:.0f} tokens/s expected. {why} "
+        + (f"Contexts up to {human_tokens(largest)} tokens fit in this machine's memory." if largest else "")
     )
     return Choice(
         model,
@@ -264,6 +274,9 @@ def _choice(hw: Hardware, model: ModelSpec, plan: _Plan, why: str, considered) -
         plan.fits,
         reason.strip(),
         tuple(considered),
+        kv,
+        largest,
+        max(plan.room, 0),
     )
 
 
@@ -280,7 +293,26 @@ def _best(plans: list[_Plan]) -> _Plan | None:
 
 def pick(hw: Hardware, catalog: Catalog, want: Want = Want()) -> Choice:
     """The largest model, then the largest context (down to 4K), then the best quantization, that
-    fit in memory and decode at a usable speed. Pure: the same inputs give the same choice."""
+    fit in memory and decode at a usable speed. Pure: the same inputs give the same choice.
+
+    The KV cache is f16 unless asked otherwise (`want.kv_cache`), with one exception: when a
+    context was asked for (`want.n_ctx`) and does not fit with an f16 cache but does with q8_0
+    (half the memory, a small loss of accuracy), the pick takes q8_0 and says so."""
+    choice = _pick(hw, catalog, want)
+    if choice.fits or want.kv_cache is not None or want.n_ctx is None:
+        return choice
+    halved = _pick(hw, catalog, replace(want, kv_cache="q8_0"))
+    if not halved.fits:
+        return choice
+    why = (
+        f"KV cache q8_0 chosen: with an f16 cache a {human_tokens(want.n_ctx)} context does not fit "
+        f"({_gb(choice.memory_bytes)} needed)."
+    )
+    return replace(halved, reason=f"{halved.reason} {why}")
+
+
+def _pick(hw: Hardware, catalog: Catalog, want: Want) -> Choice:
+    kv = want.kv_cache or "f16"
     budget = max(hw.available_ram - margin(hw), 0)
     if want.model is not None and want.quant is not None:
         quant = want.model.quant(want.quant)
@@ -294,7 +326,7 @@ def pick(hw: Hardware, catalog: Catalog, want: Want = Want()) -> Choice:
                 "expect swapping or a failed load."
             )
         )
-        return _choice(hw, want.model, plan, why, [])
+        return _choice(hw, want.model, plan, why, [], kv)
     models = [want.model] if want.model else sorted(catalog.models.values(), key=lambda m: -m.params_b)
     considered: list[str] = []
     fitting: list[tuple[ModelSpec, _Plan]] = []
@@ -310,7 +342,7 @@ def pick(hw: Hardware, catalog: Catalog, want: Want = Want()) -> Choice:
                     why = "The best quantization of the model you chose that fits and runs at a usable speed."
                 elif considered:
                     why += " Passed over: " + "; ".join(considered) + "."
-                return _choice(hw, model, best, why, considered)
+                return _choice(hw, model, best, why, considered, kv)
         smallest = _plan(hw, model, quants[-1], _contexts(want)[-1], want)
         considered.append(
             f"{model.display} needs {_gb(smallest.memory)} at least, {_gb(budget)} free"
@@ -323,8 +355,8 @@ def pick(hw: Hardware, catalog: Catalog, want: Want = Want()) -> Choice:
         why = (
             f"{what} reaches {MIN_TOKENS_PER_S:.0f} tokens/s on this machine; this is the fastest that fits."
         )
-        return _choice(hw, model, plan, why, considered)
+        return _choice(hw, model, plan, why, considered, kv)
     model = models[-1]
     plan = _plan(hw, model, model.quants[PICK_QUANTS[-1]], _contexts(want)[-1], want)
     why = f"Nothing fits: it needs {_gb(plan.memory)} and only {_gb(budget)} is free."
-    return _choice(hw, model, plan, why, considered)
+    return _choice(hw, model, plan, why, considered, kv)

@@ -79,7 +79,12 @@ def plan(
     # '' is a name too (an unknown one), not "no name": only None leaves the model to the pick
     target = cat.resolve(settings.model) if settings.model is not None else None
     hw = hw or detect()
-    want = dict(n_ctx=settings.ctx, n_gpu_layers=settings.gpu_layers, n_threads=settings.threads)
+    want = dict(
+        n_ctx=settings.ctx,
+        n_gpu_layers=settings.gpu_layers,
+        n_threads=settings.threads,
+        kv_cache=settings.kv_cache,
+    )
     if vision:
         on_gpu = hw.gpu_offload and bool(hw.gpus) and settings.gpu_layers != 0
         want["image_tokens"] = settings.image_tokens or image_tokens_for(-1 if on_gpu else 0)
@@ -183,6 +188,9 @@ def load(settings: Settings, choice: Choice, path: Path, label: str, mmproj: Pat
             # llama.cpp cuts its batch to the context, and asserts if the engine sends more
             n_batch=min(512, choice.n_ctx),
             image_tokens=image_tokens(settings, choice),
+            kv_cache=choice.kv_cache,
+            # a context the user fixed stays as it is; else it may grow as far as memory allows
+            max_ctx=choice.n_ctx if settings.ctx else max(choice.max_ctx, choice.n_ctx),
         ),
         mmproj,
     )

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .events import Done, Event, Notice, ReasoningDelta, Stats, TextDelta
+from .events import Done, Event, Notice, PromptProgress, ReasoningDelta, Stats, TextDelta
 
 if TYPE_CHECKING:
     from .terminal import Terminal
@@ -108,8 +108,17 @@ class Renderer:
         self._out, self._errs = term.stdout, term.stderr
         self._err = term.err_console() if term.is_tty(term.stderr) else None
         self._fold: ReasoningFold | None = None
+        self._reading: ReadingProgress | None = None
 
     def handle(self, event: Event) -> None:
+        if isinstance(event, PromptProgress):
+            if self._err is not None and self.term.colour() and not self.json_mode:
+                self._reading = self._reading or ReadingProgress(self._err)
+                self._reading.update(event)
+            return
+        if self._reading is not None:
+            self._reading.close()
+            self._reading = None
         if isinstance(event, ReasoningDelta):
             self._reasoning += event.text
             if self.show_reasoning and not self.json_mode:
@@ -167,6 +176,9 @@ class Renderer:
 
     def interrupted(self) -> None:
         """Ctrl-C: keep what was written, close the live area, end the line."""
+        if self._reading is not None:
+            self._reading.close()
+            self._reading = None
         self._close("interrupted", None)
         self._end_reasoning()
 
@@ -181,6 +193,43 @@ class Renderer:
         elif self._answer and not self._answer.endswith("\n"):
             self._out.write("\n")
         self._out.flush()
+
+
+def reading_text(event: PromptProgress) -> str:
+    """ "reading the prompt: 12,288/100,000 tokens (12%) · 131 tok/s · 11m10s left"."""
+    left = int(event.left_s)
+    when = f"{left // 60}m{left % 60:02d}s" if left >= 60 else f"{left}s"
+    return (
+        f"reading the prompt: {event.done:,}/{event.total:,} tokens "
+        f"({100 * event.done // max(event.total, 1)}%) · {event.rate:.0f} tok/s · {when} left"
+    )
+
+
+class ReadingProgress:
+    """A long prompt being read: one live line on stderr, shown once reading has taken a second
+    (a short prompt shows nothing), gone when the answer starts. Only on a colour terminal."""
+
+    AFTER_S = 1.0
+
+    def __init__(self, console) -> None:
+        self.console = console
+        self.live = None
+
+    def update(self, event: PromptProgress) -> None:
+        from rich.live import Live
+        from rich.text import Text
+
+        if event.seconds < self.AFTER_S or event.done >= event.total:
+            return
+        if self.live is None:
+            self.live = Live(console=self.console, transient=True, auto_refresh=False)
+            self.live.start()
+        self.live.update(Text(reading_text(event), style="dim"), refresh=True)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
 
 
 class ReasoningFold:

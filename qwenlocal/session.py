@@ -32,6 +32,7 @@ class ChatSession:
         self.last: Done | None = None
         self._answer: list[str] | None = None  # the answer being streamed, None between answers
         self._reasoning: list[str] = []
+        self.grown: tuple[int, int] | None = None  # the context's size before and after fit_context grew it
 
     def use(self, loaded: Loaded) -> None:
         """Continue with this model (the previous one is closed)."""
@@ -48,13 +49,16 @@ class ChatSession:
             self.loaded.engine.close()
 
     def fit_context(self) -> int:
-        """Drop the oldest turns until the prompt leaves room for an answer; returns how many
-        messages were moved out (they stay in the saved conversation)."""
+        """Make the prompt leave room for an answer: first grow the context where memory allows
+        (its state moves into the larger one, nothing is read again; `grown` says from what to
+        what), then drop the oldest turns. Returns how many messages were moved out (they stay
+        in the saved conversation)."""
         engine, conv = self.loaded.engine, self.conversation
         options = self.loaded.generate_options(self.settings)
-        reserve = min(2048, engine.n_ctx // 4)
         dropped = 0
+        self.grown = None
         while True:
+            reserve = min(2048, engine.n_ctx // 4)
             try:
                 n = len(engine.prompt_tokens(conv.for_model(), options.think))
             except QwenlocalError as error:
@@ -63,6 +67,10 @@ class ChatSession:
                 n = engine.n_ctx
             if n + reserve <= engine.n_ctx:
                 return dropped
+            before = engine.n_ctx
+            if (engine.grow(n + reserve) or 0) > before:
+                self.grown = (self.grown or (before, 0))[0], engine.n_ctx
+                continue
             moved = conv.drop_oldest_turn()
             if not moved:
                 conv.messages.pop()  # the message that cannot fit; the conversation stays as it was

@@ -1,7 +1,9 @@
 """Keeping a long agent run inside the context: older tool results are shortened, never the task.
 
 Before each step the loop asks `ContextBudget.fit` whether the conversation, rendered with the
-tools, leaves room for the model's reply. If not, the oldest tool results are cut to their head and
+tools, leaves room for the model's reply. If not, the context first grows where memory allows
+(the engine moves its state into a larger context: nothing is read again). If it still does not
+fit, the oldest tool results are cut to their head and
 tail, one at a time, until it does; the system prompt, the task, the model's own replies and the
 latest steps' results are never touched. The transcript keeps every result whole.
 
@@ -16,7 +18,7 @@ the context is full, and the steps between reuse the state again.
 from __future__ import annotations
 
 from ..errors import ExitCode, QwenlocalError
-from .events import ContextShortened
+from .events import ContextGrown, ContextShortened
 
 ANSWER_ROOM = 4096  # tokens kept free for the model's reply (its reasoning and calls), unless --max-tokens
 FREE_SHARE = 4  # a shortening frees a quarter of the context beyond what the step needs
@@ -38,11 +40,30 @@ class ContextBudget:
     """How many prompt tokens a step may use, and the shortening that keeps a run under it."""
 
     def __init__(self, engine, think: bool, tools: list[dict], max_tokens: int | None = None) -> None:
-        self.engine, self.think, self.tools = engine, think, tools
-        n_ctx = engine.n_ctx
+        self.engine, self.think, self.tools, self.max_tokens = engine, think, tools, max_tokens
+        self._size()
+
+    def _size(self) -> None:
+        n_ctx, max_tokens = self.engine.n_ctx, self.max_tokens
         self.reserve = min(max_tokens, n_ctx // 2) if max_tokens else min(ANSWER_ROOM, n_ctx // 4)
         self.limit = n_ctx - self.reserve  # prompt tokens at most
         self.target = self.limit - n_ctx // FREE_SHARE  # where a shortening aims
+
+    def grow(self, messages: list[dict], n: int) -> ContextGrown | None:
+        """Grow the context (its state kept, nothing read again) until the prompt of `n` tokens
+        is within the limit, where memory allows; what was done, or None."""
+        before = self.engine.n_ctx
+        while n > self.limit:
+            size = self.engine.n_ctx
+            if (self.engine.grow(n + self.reserve) or 0) <= size:
+                break
+            self._size()
+            n = self.count(messages)
+        if self.engine.n_ctx == before:
+            return None
+        after = self.engine.n_ctx
+        text = f"context grown from {before:,} to {after:,} tokens to keep every tool result whole"
+        return ContextGrown(text, before, after)
 
     def count(self, messages: list[dict]) -> int:
         """The prompt's tokens; the context's size when it does not fit at all."""
@@ -53,12 +74,17 @@ class ContextBudget:
                 raise
             return self.engine.n_ctx
 
-    def fit(self, messages: list[dict]) -> ContextShortened | None:
+    def fit(self, messages: list[dict]) -> ContextGrown | ContextShortened | None:
         """Shorten old tool results in `messages` (in place) until the prompt is within the limit,
         aiming at the target; what was done, or None when it already fit. Raises ContextFull."""
         before = n = self.count(messages)
         if n <= self.limit:
             return None
+        grown = self.grow(messages, n)
+        if grown is not None:
+            n = self.count(messages)
+            if n <= self.limit:
+                return grown
         results = characters = 0
         for index in self.shortenable(messages):
             text = messages[index]["content"]

@@ -68,6 +68,14 @@ class ContextShortened(Notice):
 
 
 @dataclass(frozen=True)
+class ContextGrown(Notice):
+    """The context grew (memory allowed it) instead of older results being shortened."""
+
+    before: int
+    after: int
+
+
+@dataclass(frozen=True)
 class Finished:
     answer: str
     reason: str  # "answered", or why it stopped
@@ -82,5 +90,6 @@ AgentEvent = (
     | ToolDecision
     | Observation
     | ContextShortened
+    | ContextGrown
     | Finished
 )

@@ -8,6 +8,7 @@ model; the records keep them whole) or "finished" (undo.Run.log writes them).
 from __future__ import annotations
 
 from .events import (
+    ContextGrown,
     ContextShortened,
     Finished,
     ModelReplied,
@@ -77,5 +78,7 @@ class Transcript:
                 tokens_after=event.tokens_after,
                 n_ctx=event.n_ctx,
             )
+        elif isinstance(event, ContextGrown):
+            log("context", step=self.step, grown_from=event.before, n_ctx=event.after)
         elif isinstance(event, Finished):
             log("finished", answer=event.answer, reason=event.reason, steps=event.steps)

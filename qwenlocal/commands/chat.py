@@ -24,6 +24,7 @@ from .options import (
     GpuLayers,
     ImageTokens,
     Json,
+    KvCache,
     MaxTokens,
     Mmproj,
     Model,
@@ -52,6 +53,7 @@ def chat(
     temperature: Temperature = None,
     seed: Seed = None,
     ctx: Ctx = None,
+    kv_cache: KvCache = None,
     threads: Threads = None,
     gpu_layers: GpuLayers = None,
     json: Json = None,
@@ -119,6 +121,12 @@ class Chat:
         if any(m.get("images") for m in session.conversation.messages):
             self.see()  # a resumed conversation, or a switched model
         dropped = session.fit_context()
+        if session.grown:
+            before, after = session.grown
+            term.warn(
+                f"context grown from {before:,} to {after:,} tokens to keep the whole conversation "
+                f"(this machine's memory allows up to {session.loaded.engine.max_ctx:,})"
+            )
         if dropped:
             term.warn(
                 f"context full: moved the {dropped} oldest messages out of the context "
@@ -153,7 +161,8 @@ class Chat:
     def _after(self, done) -> None:
         if self.interactive:
             self.term.footer(done.stats)
-            if done.stats.ctx_used > 0.8 * done.stats.n_ctx:
+            can_grow = self.session.loaded.engine.max_ctx > done.stats.n_ctx
+            if done.stats.ctx_used > 0.8 * done.stats.n_ctx and not can_grow:
                 self.term.warn(
                     f"the context is {100 * done.stats.ctx_used // done.stats.n_ctx}% full: the oldest turns "
                     "will be moved out next (/clear starts afresh)"

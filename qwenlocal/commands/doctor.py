@@ -7,17 +7,18 @@ import json as json_mod
 import typer
 
 from ..config import Settings, config_file, data_dir
-from .options import Ctx, Json, Model, settings, terminal
+from .options import Ctx, Json, KvCache, Model, settings, terminal
 
 
 def doctor(
     context: typer.Context,
     model: Model = None,
     ctx: Ctx = None,
+    kv_cache: KvCache = None,
     json: Json = None,
 ) -> None:
     """Show the hardware qwenlocal detected and the model it picks, with the reason."""
-    chosen = settings(model=model, ctx=ctx, json=json)
+    chosen = settings(model=model, ctx=ctx, kv_cache=kv_cache, json=json)
     data = report(chosen)
     terminal(context).write(json_mod.dumps(data, indent=2) + "\n" if chosen.json else describe(data))
 
@@ -38,12 +39,28 @@ def report(settings: Settings) -> dict:
     hw = detect()
     choice, path, label = plan(settings, hw)
     return {
+        "contexts": largest_contexts(hw),
         "qwenlocal": version("qwenlocal"),
         "llama_cpp_python": version("llama-cpp-python"),
         "hardware": hw.as_dict(),
         "paths": {"config": str(config_file()), "data": str(data_dir()), "hf_cache": _hf_cache()},
         "pick": choice.as_dict() | {"label": label, "local_path": str(path) if path else None},
     }
+
+
+def largest_contexts(hw) -> dict[str, dict[str, int]]:
+    """The largest context this machine gives each catalog model (at the quantization the pick
+    would use for it), with an f16 and a q8_0 KV cache."""
+    from ..catalog import load
+    from ..hardware import Want, pick
+    from ..memory import largest_context
+
+    out = {}
+    for spec in load().models.values():
+        choice = pick(hw, load(), Want(model=spec))
+        room, limit = choice.context_room, spec.context_length
+        out[spec.name] = {kv: min(largest_context(spec, room, kv), limit) for kv in ("f16", "q8_0")}
+    return out
 
 
 def _size(n: int) -> str:
@@ -74,6 +91,11 @@ def describe(data: dict) -> str:
             else f"not downloaded: run `qwenlocal pull {pick['label']}`"
         ),
     ]
+    if data.get("contexts"):
+        lines.append(
+            "contexts: the largest this machine's free memory gives each model (f16 / q8_0 KV cache)"
+        )
+        lines += [f"  - {name}: {c['f16']:,} / {c['q8_0']:,} tokens" for name, c in data["contexts"].items()]
     if pick["considered"]:
         lines.append("also considered:")
         lines += [f"  - {c}" for c in pick["considered"]]

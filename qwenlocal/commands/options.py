@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..config import MAX_CTX, MAX_THREADS, MIN_CTX, Settings
+from ..config import KV_CACHE_TYPES, MAX_CTX, MAX_THREADS, MIN_CTX, Settings
 from ..terminal import Terminal
 
 
@@ -49,7 +49,18 @@ Temperature = Annotated[
 Seed = Annotated[int | None, typer.Option("--seed", help="Random seed, for repeatable answers.")]
 Ctx = Annotated[
     int | None,
-    typer.Option("--ctx", help=f"Context size in tokens, {MIN_CTX} to {MAX_CTX}. Default: fitted to memory."),
+    typer.Option(
+        "--ctx",
+        help=f"Context size in tokens, {MIN_CTX} to {MAX_CTX}. Default: fitted to the prompt and memory.",
+    ),
+]
+KvCache = Annotated[
+    str | None,
+    typer.Option(
+        "--kv-cache",
+        help=f"KV cache type: {', '.join(KV_CACHE_TYPES)} (q8_0 halves its memory). "
+        "Default: f16, or q8_0 when only that makes the context fit.",
+    ),
 ]
 Threads = Annotated[
     int | None, typer.Option("--threads", help=f"CPU threads, 1 to {MAX_THREADS}. Default: physical cores.")

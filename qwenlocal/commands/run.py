@@ -16,6 +16,7 @@ from .options import (
     GpuLayers,
     ImageTokens,
     Json,
+    KvCache,
     MaxTokens,
     Mmproj,
     Model,
@@ -47,6 +48,7 @@ def run(
     temperature: Temperature = None,
     seed: Seed = None,
     ctx: Ctx = None,
+    kv_cache: KvCache = None,
     threads: Threads = None,
     gpu_layers: GpuLayers = None,
     json: Json = None,
@@ -109,10 +111,20 @@ def _compose(term: Terminal, settings: Settings, prompt: str | None, stdin) -> s
 
 
 def answer(term: Terminal, settings: Settings, prompt: str | None, files: list[Path] = ()) -> None:
+    from ..sizing import size_run
     from .loading import open_model
 
     content = read_input(term, settings, prompt, list(files))
     loaded = open_model(term, settings, vision=not isinstance(content, str))
+    messages, options = messages_for(settings, content), loaded.generate_options(settings)
+    default, kv = loaded.engine.n_ctx, loaded.engine.kv_cache
+    try:
+        sized = size_run(loaded, settings, messages, options.think)
+    except BaseException:
+        loaded.engine.close()
+        raise
+    if sized is not None:
+        term.warn(sized.notice(default, kv))
     renderer = term.renderer(
         markdown=term.markdown and not settings.json,
         show_reasoning=term.shows_reasoning(settings.show_reasoning),
@@ -121,7 +133,6 @@ def answer(term: Terminal, settings: Settings, prompt: str | None, files: list[P
         model=loaded.label,
     )
     try:
-        messages, options = messages_for(settings, content), loaded.generate_options(settings)
         for event in loaded.engine.stream(messages, options, checkpoint=False):
             renderer.handle(event)
     except KeyboardInterrupt:

@@ -17,6 +17,8 @@ class LoadOptions:
     n_gpu_layers: int = 0
     n_batch: int = 512
     image_tokens: int | None = None  # the most tokens one image becomes (None: the projector's own)
+    kv_cache: str = "f16"  # the KV cache's type: f16, q8_0 or q4_0
+    max_ctx: int = 0  # how far the context may grow (`grow`) when a conversation needs it; 0: n_ctx
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,12 @@ class Engine(Protocol):
     FakeEngine replays scripted replies for loop logic."""
 
     n_ctx: int  # the context size, in tokens
+    max_ctx: int  # how far `grow` may take it
+
+    def grow(self, needed: int) -> int | None:
+        """Grow the context to hold `needed` tokens, keeping what it holds; the new size, or None
+        when memory (or the model) does not allow it."""
+        ...
 
     def stream(
         self,

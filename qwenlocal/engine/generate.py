@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import codecs
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 
-from ..events import Done, Event, Notice, Stats
+from ..events import Done, Event, Notice, PromptProgress, Stats
 from .base import GenerateOptions
 from .llamacpp import Model
 from .sampler import Sampler
@@ -37,19 +37,27 @@ def evaluate_prompt(
     tokens: list[int],
     boundary: int,
     started: float,
-    decode: Callable[[list[int]], None] | None = None,
-) -> PromptRun:
+    decode: Callable[[list[int]], Iterator[int]] | None = None,
+) -> Generator[PromptProgress, None, PromptRun]:
     """Leave the context holding `tokens`, evaluating only what it does not hold yet, and save a
-    checkpoint at the turn `boundary` (0: none) for the next turn to start from. `decode` replaces
-    `model.decode` for prompts with images (vision.py)."""
+    checkpoint at the turn `boundary` (0: none) for the next turn to start from. Yields the
+    progress after each batch; returns how it went. `decode` replaces `model.decode` for prompts
+    with images (vision.py)."""
+    model.open()
     cache = model.cache
     decode = decode or model.decode
     reused = cache.reuse(tokens)
+    total, begun = len(tokens) - reused, time.perf_counter()
     try:
-        if reused < boundary:
-            decode(tokens[reused:boundary])
-            cache.checkpoint()
-        decode(tokens[len(cache.live) :])
+        parts = [tokens[reused:boundary]] if reused < boundary else []
+        parts.append(tokens[max(boundary, reused) :])
+        done = 0
+        for i, part in enumerate(parts):
+            for n in decode(part):
+                yield PromptProgress(done + n, total, time.perf_counter() - begun)
+            done += len(part)
+            if i < len(parts) - 1:
+                cache.checkpoint()
     except BaseException:  # Ctrl-C while reading the prompt
         cache.interrupted()
         raise
@@ -146,7 +154,7 @@ def generate(
                         step += close
                         tokens += close
                         yield from splitter.feed(utf8.decode(b"".join(piece(t) for t in close)))
-                model.decode(step)
+                model.eval(step)
             yield from splitter.feed(utf8.decode(b"", final=True))
             yield from splitter.flush()
         except BaseException:  # Ctrl-C or a closed generator: the context may be mid-step

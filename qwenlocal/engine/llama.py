@@ -20,7 +20,7 @@ from .generate import evaluate_prompt, generate
 from .llamacpp import Model
 from .markup import Shield
 from .statecache import StateCache
-from .template import ChatTemplate, fitting_tokens, tokens_of, turn_boundary
+from .template import ChatTemplate, count_tokens, fitting_tokens, tokens_of, turn_boundary
 
 
 class LlamaEngine:
@@ -38,8 +38,6 @@ class LlamaEngine:
                 self.model.close()
                 raise
         self.tokenizer = self.model.tokenizer
-        self.n_ctx: int = self.model.n_ctx
-        self.load_s = self.model.load_s
         self.template = ChatTemplate(
             self.model.meta("tokenizer.chat_template"), self.path.name, self.tokenizer.controls
         )
@@ -55,7 +53,41 @@ class LlamaEngine:
 
     @property
     def cache(self) -> StateCache:
+        self.model.open()
         return self.model.cache
+
+    @property
+    def n_ctx(self) -> int:
+        """The context's size in tokens (planned, until the first prompt creates it)."""
+        return self.model.n_ctx
+
+    @property
+    def max_ctx(self) -> int:
+        """How far `grow` may take the context: what memory allows, within the trained length."""
+        return max(min(self.model.options.max_ctx, self.model.n_ctx_train or 1 << 30), self.n_ctx)
+
+    @property
+    def load_s(self) -> float:
+        return self.model.load_s
+
+    @property
+    def kv_cache(self) -> str:
+        return self.model.options.kv_cache
+
+    def resize(self, n_ctx: int, kv_cache: str | None = None) -> None:
+        """A context of `n_ctx` tokens; what the context holds is kept (see Model.resize)."""
+        self.model.resize(n_ctx, kv_cache)
+
+    def grow(self, needed: int) -> int | None:
+        """Grow the context so that it holds `needed` tokens, if memory allows: to at least twice
+        its size (fewer, larger steps), at most `max_ctx`. The new size, or None when it cannot."""
+        if needed <= self.n_ctx:
+            return self.n_ctx
+        if needed > self.max_ctx:
+            return None
+        size = max(2 * self.n_ctx, -(-needed // 1024) * 1024)
+        self.resize(min(size, self.max_ctx))
+        return self.n_ctx
 
     @property
     def architecture(self) -> str | None:
@@ -110,6 +142,12 @@ class LlamaEngine:
             )
         return self.vision
 
+    def count_tokens(self, messages: list[dict], think: bool, limit: int) -> int:
+        """The prompt's tokens, counted without a context; a huge prompt is counted a slice at a
+        time and only up to `limit` (the count returned is then at least `limit`)."""
+        pieces = self.template.pieces(messages, think, None)
+        return count_tokens(pieces, self.tokenizer.tokenize, limit)
+
     # -- generation -----------------------------------------------------------------------
 
     def stream(
@@ -130,9 +168,9 @@ class LlamaEngine:
             history = self.template.pieces(messages, options.think, tools, generation=False)
             boundary = turn_boundary(self._tokens_of(history, messages), tokens)
         if any(t < 0 for t in tokens):
-            prompt = self._evaluate_with_images(tokens, boundary, started)
+            prompt = yield from self._evaluate_with_images(tokens, boundary, started)
         else:
-            prompt = evaluate_prompt(self.model, tokens, boundary, started)
+            prompt = yield from evaluate_prompt(self.model, tokens, boundary, started)
         yield from generate(self.model, options, prompt, tools=bool(tools))
 
     def _tokens_of(self, pieces, messages: list[dict]) -> list[int]:
@@ -148,7 +186,7 @@ class LlamaEngine:
         from . import vision
 
         decode = vision.decoder(self.model, self.vision)
-        prompt = evaluate_prompt(self.model, tokens, boundary, started, decode)
+        prompt = yield from evaluate_prompt(self.model, tokens, boundary, started, decode)
         n = vision.cells(tokens, self.vision)
         return replace(
             prompt,

@@ -13,6 +13,8 @@ from __future__ import annotations
 import ctypes
 import time
 from collections import deque
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import ExitCode, QwenlocalError
@@ -91,7 +93,11 @@ def load_error(path: Path) -> QwenlocalError:
 
 
 class Model:
-    """One loaded GGUF: its weights and vocabulary, one context with its batch and state cache."""
+    """One loaded GGUF: its weights and vocabulary, one context with its batch and state cache.
+
+    The context is created on first use (`open`), so that a caller can count a prompt's tokens
+    with the vocabulary first and size the context to it (`resize`) at no cost; a context that
+    exists already grows by moving its sequence's state into a larger one (`resize`)."""
 
     def __init__(self, path: Path, options: LoadOptions) -> None:
         self.path, self.options = path, options
@@ -109,26 +115,67 @@ class Model:
         if not self.model:
             raise load_error(path)
         self.vocab = lib.llama_model_get_vocab(self.model)
+        self.tokenizer = Tokenizer(lib, self.vocab)
+        self.ctx = self.batch = self.cache = None
+        self.n_ctx = options.n_ctx  # the context's size: planned until `open`, then llama.cpp's
+        self.load_s = time.perf_counter() - started
+
+    # -- the context ----------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the context, if there is none yet (its time counts as loading time)."""
+        if self.ctx:
+            return
+        started = time.perf_counter()
+        self.ctx = self._new_context(self.options.n_ctx)
+        self.n_ctx = self.lib.llama_n_ctx(self.ctx)
+        self.batch = self.lib.llama_batch_init(self.options.n_batch, 0, 1)
+        self.cache = StateCache(self.lib, self.ctx)
+        self.load_s += time.perf_counter() - started
+
+    def _new_context(self, n_ctx: int):
+        lib, options = self.lib, self.options
         cparams = lib.llama_context_default_params()
-        cparams.n_ctx = options.n_ctx
+        cparams.n_ctx = n_ctx
         cparams.n_batch = cparams.n_ubatch = options.n_batch
         cparams.n_seq_max = 1
         cparams.n_outputs_max = 1  # logits for the last token only: a smaller compute buffer
         cparams.n_threads = cparams.n_threads_batch = options.n_threads
-        self.ctx = lib.llama_init_from_model(self.model, cparams)
-        if not self.ctx:
-            lib.llama_model_free(self.model)
-            self.model = None
+        cparams.type_k = cparams.type_v = kv_type(lib, options.kv_cache)
+        if options.kv_cache != "f16":  # llama.cpp quantizes the V cache only with flash attention
+            cparams.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        ctx = lib.llama_init_from_model(self.model, cparams)
+        if not ctx:
             raise QwenlocalError(
-                f"cannot create a context of {options.n_ctx} tokens for {path.name}",
+                f"cannot create a context of {n_ctx} tokens for {self.path.name}",
                 hint="try a smaller --ctx (the machine may be short of memory)",
                 code=ExitCode.DOES_NOT_FIT,
             )
-        self.n_ctx = lib.llama_n_ctx(self.ctx)
-        self.batch = lib.llama_batch_init(options.n_batch, 0, 1)
-        self.tokenizer = Tokenizer(lib, self.vocab)
-        self.cache = StateCache(lib, self.ctx)
-        self.load_s = time.perf_counter() - started
+        return ctx
+
+    def resize(self, n_ctx: int, kv_cache: str | None = None) -> None:
+        """Make the context `n_ctx` tokens. Before `open` this only changes the plan (the KV cache
+        type too); after, the sequence's whole state (KV cache and recurrent state, flags 0) is
+        copied out, the old context freed, and the state restored into a new one of the same
+        cache type: nothing is evaluated again."""
+        if kv_cache is not None and not self.ctx:
+            self.options = replace(self.options, kv_cache=kv_cache)
+        self.options = replace(self.options, n_ctx=n_ctx)
+        if not self.ctx:
+            self.n_ctx = n_ctx
+            return
+        lib, old = self.lib, self.ctx
+        live, exact, checkpoints = list(self.cache.live), self.cache.exact, self.cache.checkpoints
+        size = lib.llama_state_seq_get_size_ext(old, 0, 0)
+        state = (ctypes.c_uint8 * size)()
+        saved = live and exact and lib.llama_state_seq_get_data_ext(old, state, size, 0, 0) == size
+        lib.llama_free(old)
+        lib.llama_batch_free(self.batch)
+        self.ctx = self.batch = self.cache = None
+        self.open()
+        if saved and lib.llama_state_seq_set_data_ext(self.ctx, state, size, 0, 0) == size:
+            # the checkpoints (recurrent states at turn boundaries) hold for the new one too
+            self.cache.live, self.cache.checkpoints = live, checkpoints
 
     # -- model facts ----------------------------------------------------------------------
 
@@ -152,8 +199,10 @@ class Model:
 
     # -- evaluation -----------------------------------------------------------------------
 
-    def decode(self, tokens: list[int]) -> None:
-        """Evaluate `tokens` after what the context holds, in batches; logits for the last one."""
+    def decode(self, tokens: list[int]) -> Iterator[int]:
+        """Evaluate `tokens` after what the context holds, in batches of n_batch (a Ctrl-C is
+        seen between two), yielding the number evaluated after each; logits for the last one."""
+        self.open()
         lib, batch, n_batch = self.lib, self.batch, self.options.n_batch
         start = len(self.cache.live)
         for offset in range(0, len(tokens), n_batch):
@@ -167,15 +216,20 @@ class Model:
                 batch.logits[i] = False
             batch.logits[len(chunk) - 1] = offset + len(chunk) == len(tokens)
             rc = lib.llama_decode(self.ctx, batch)
-            if rc == 0:
-                self.cache.live += chunk
-            else:
+            if rc != 0:
                 self.cache.reset()
                 raise QwenlocalError(
                     f"llama.cpp failed to evaluate the prompt (llama_decode returned {rc})",
                     hint="the context may be full or memory short: try a smaller --ctx",
                     code=ExitCode.ERROR,
                 )
+            self.cache.live += chunk
+            yield offset + len(chunk)
+
+    def eval(self, tokens: list[int]) -> None:
+        """Evaluate `tokens` (see `decode`) without watching the progress."""
+        for _ in self.decode(tokens):
+            pass
 
     def close(self) -> None:
         lib = self.lib
@@ -188,6 +242,11 @@ class Model:
         if getattr(self, "model", None):
             lib.llama_model_free(self.model)
             self.model = None
+
+
+def kv_type(lib, name: str) -> int:
+    """The ggml type of a KV cache type's name (f16, q8_0, q4_0)."""
+    return {"f16": lib.GGML_TYPE_F16, "q8_0": lib.GGML_TYPE_Q8_0, "q4_0": lib.GGML_TYPE_Q4_0}[name]
 
 
 class Tokenizer:

@@ -33,6 +33,11 @@ class StateCache:
     def _memory(self):
         return self._lib.llama_get_memory(self._ctx)
 
+    @property
+    def exact(self) -> bool:
+        """Whether the context holds exactly `live` (not so after an interruption)."""
+        return self._exact
+
     def reset(self) -> None:
         self._lib.llama_memory_clear(self._memory(), True)
         self.live = []

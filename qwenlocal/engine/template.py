@@ -152,6 +152,14 @@ def fitting_tokens(pieces: list[Piece], tokenize: Tokenize, n_ctx: int, n_ctx_tr
     return tokens
 
 
+def count_tokens(pieces: list[Piece], tokenize: Tokenize, limit: int) -> int:
+    """The prompt's tokens, or a count of at least `limit` when it has that many (a huge prompt
+    is counted in slices and not past the limit, so memory stays small)."""
+    if sum(len(text) for text, _ in pieces) > COUNT_FIRST_CHARS:
+        return _count_at_least(pieces, tokenize, limit)[0]
+    return len(tokens_of(pieces, tokenize))
+
+
 def _count_at_least(pieces: list[Piece], tokenize: Tokenize, limit: int) -> tuple[int, int]:
     """Tokens counted a slice at a time until `limit`: (count, characters counted).
 

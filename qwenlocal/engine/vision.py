@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,15 +201,17 @@ def check_fits(tokens: list[int], projector: Projector, n_ctx: int, n_ctx_train:
     return n
 
 
-def decoder(model: llamacpp.Model, projector: Projector) -> Callable[[list[int]], None]:
-    """A `decode(tokens)` for evaluate_prompt that evaluates image runs through libmtmd."""
+def decoder(model: llamacpp.Model, projector: Projector) -> Callable[[list[int]], Iterator[int]]:
+    """A `decode(tokens)` for evaluate_prompt that evaluates image runs through libmtmd and, as
+    `Model.decode` does, yields how many of `tokens` are evaluated after each step."""
 
-    def decode(tokens: list[int]) -> None:
+    def decode(tokens: list[int]) -> Iterator[int]:
         start = 0
         while start < len(tokens):
             if tokens[start] >= 0:
                 end = next((i for i in range(start, len(tokens)) if tokens[i] < 0), len(tokens))
-                model.decode(tokens[start:end])
+                for n in model.decode(tokens[start:end]):
+                    yield start + n
             else:
                 chunk = projector.by_id(tokens[start])
                 end = start + chunk.n_pos
@@ -217,6 +219,7 @@ def decoder(model: llamacpp.Model, projector: Projector) -> Callable[[list[int]]
                     model.cache.reset()
                     raise QwenlocalError("internal error: a prompt cut inside an image")
                 projector.evaluate(model, chunk)
+                yield end
             start = end
 
     return decode

@@ -19,10 +19,13 @@ class FakeEngine:  # an Engine (qwenlocal.engine.Engine)
 
     `expect_tools`: tool names every call must offer (an AssertionError otherwise)."""
 
-    def __init__(self, replies: Iterable[str], expect_tools: Iterable[str] = (), n_ctx: int = 32768) -> None:
+    def __init__(
+        self, replies: Iterable[str], expect_tools: Iterable[str] = (), n_ctx: int = 32768, max_ctx: int = 0
+    ) -> None:
         self.replies = list(replies)
         self.expect_tools = set(expect_tools)
         self.n_ctx = n_ctx
+        self.max_ctx = max(max_ctx, n_ctx)  # how far `grow` may go (the real engine: memory)
         self.seen: list[list[dict]] = []
         self.tools_seen: list[list[dict] | None] = []
         self.closed = False
@@ -41,6 +44,15 @@ class FakeEngine:  # an Engine (qwenlocal.engine.Engine)
             assert tools and {t["function"]["name"] for t in tools} >= self.expect_tools
         reply = self.replies.pop(0) if self.replies else "done"
         yield Done(reply, "", "stop", Stats(0, 1, 0, 1, 0, 0, 0, self.n_ctx))
+
+    def grow(self, needed: int) -> int | None:
+        """As the real engine: to at least twice the size, at most `max_ctx`; None past it."""
+        if needed <= self.n_ctx:
+            return self.n_ctx
+        if needed > self.max_ctx:
+            return None
+        self.n_ctx = min(max(2 * self.n_ctx, needed), self.max_ctx)
+        return self.n_ctx
 
     def render(
         self, messages: list[dict], think: bool, tools: list[dict] | None = None, generation: bool = True
