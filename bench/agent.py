@@ -39,8 +39,18 @@ class ScriptedCalls:  # an Engine (qwenlocal.engine.Engine)
 
     def __init__(self, engine: LlamaEngine, calls: list[str]) -> None:
         self.engine, self.calls = engine, list(calls)
-        self.n_ctx = engine.n_ctx
         self.started: list[float] = []
+
+    @property
+    def n_ctx(self) -> int:
+        return self.engine.n_ctx
+
+    @property
+    def max_ctx(self) -> int:
+        return self.engine.max_ctx
+
+    def grow(self, needed: int) -> int | None:
+        return self.engine.grow(needed)
 
     def stream(self, messages, options, tools=None, checkpoint=True):
         self.started.append(time.perf_counter())

@@ -262,3 +262,15 @@ def test_prompt_reading_shows_progress_on_a_terminal_and_stops_at_ctrl_c(answer_
         os.close(main)
     assert proc.returncode == ExitCode.INTERRUPTED
     assert out == b""  # nothing half-written: no answer had started
+
+
+def test_doctor_shows_the_largest_context_for_each_model():
+    result = cli("doctor", "--json")
+    data = json.loads(result.stdout)
+    assert set(data["contexts"]) == {"qwen3.5-0.8b", "qwen3.5-2b", "qwen3.5-4b", "qwen3.5-9b"}
+    for sizes in data["contexts"].values():
+        assert 0 <= sizes["f16"] <= sizes["q8_0"] <= 262144
+    assert data["pick"]["max_ctx"] >= data["pick"]["n_ctx"]
+    assert "Contexts up to " in data["pick"]["reason"]
+    text = cli("doctor").stdout.decode()
+    assert "contexts: the largest this machine's free memory gives each model (f16 / q8_0 KV cache)" in text
