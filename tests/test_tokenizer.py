@@ -80,7 +80,8 @@ def test_the_gguf_has_the_real_files_tokenizer_keys(random_model, tmp_path):
     assert fields["tokenizer.ggml.model"] == "gpt2" and fields["tokenizer.ggml.pre"] == "qwen35"
     assert fields["tokenizer.ggml.tokens"] == fields["tokenizer.ggml.token_type"] == 248320
     assert fields["tokenizer.ggml.merges"] == 247587
-    assert fields["tokenizer.ggml.eos_token_id"] == 248046 and fields["tokenizer.ggml.padding_token_id"] == 248044
+    assert fields["tokenizer.ggml.eos_token_id"] == 248046
+    assert fields["tokenizer.ggml.padding_token_id"] == 248044
     # `show` reads this header without gguf-py's item-by-item parse; cut short, it is an error
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(random_model.read_bytes()[:1_000_000])  # inside the token list
