@@ -63,6 +63,7 @@ def model_rows(hw) -> list[dict]:
                     "path": str(local.path) if local else (str(part.path) if part else None),
                     "fits": fits,
                     "tokens_per_s": speed,
+                    "user": spec.user,  # from the user's own models.toml
                 }
             )
     # files that are not catalog entries: other GGUFs in the cache, complete or partial
@@ -75,7 +76,7 @@ def model_rows(hw) -> list[dict]:
     for repo, file, size, have, path, status in others:
         rows.append({"name": f"{repo}/{file}", "repo": repo, "file": file, "bytes": size, "status": status,
                      "have_bytes": have, "path": str(path), "fits": size * 1.2 < hw.available_ram,
-                     "tokens_per_s": None})  # fmt: skip
+                     "tokens_per_s": None, "user": False})  # fmt: skip
     return rows
 
 
@@ -139,19 +140,17 @@ def path_for(name: str) -> Path:
 def gguf_metadata(path: Path) -> dict:
     import gguf
 
+    from .ggufheader import read_header
+
     try:
-        reader = gguf.GGUFReader(path)
-    except (ValueError, OSError, IndexError) as exc:  # IndexError: metadata cut short
+        header = read_header(path)
+    except (ValueError, OSError) as exc:
         raise QwenlocalError(
             f"cannot read {path}: {exc}",
             hint="the file may be truncated or corrupt",
             code=ExitCode.MODEL_FILE,
         ) from None
-
-    def value(key: str):
-        field = reader.get_field(key)
-        return None if field is None else field.contents()
-
+    value = header.fields.get
     arch = value("general.architecture")
     file_type = value("general.file_type")
     try:
@@ -161,13 +160,13 @@ def gguf_metadata(path: Path) -> dict:
     return {
         "architecture": arch,
         "name": value("general.name"),
-        "parameters": int(sum(int(t.n_elements) for t in reader.tensors)),
+        "parameters": sum(header.tensors.values()),
         "quantization": quant,
         "context_length": value(f"{arch}.context_length"),
         "layers": value(f"{arch}.block_count"),
         "embedding_length": value(f"{arch}.embedding_length"),
-        "tensors": len(reader.tensors),
-        "chat_template": reader.get_field("tokenizer.chat_template") is not None,
+        "tensors": len(header.tensors),
+        "chat_template": "tokenizer.chat_template" in header.fields,
     }
 
 

@@ -10,7 +10,6 @@ import difflib
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 from .errors import ExitCode, QwenlocalError
@@ -55,6 +54,7 @@ class ModelSpec:
     sampling_plain: Sampling
     quants: dict[str, QuantFile] = field(hash=False)
     alternates: tuple[QuantFile, ...] = ()
+    user: bool = False  # added or changed by the user's own models.toml
     # the vision projector's files (quant "MMPROJ"), the default first; () for a text-only model
     projectors: tuple[QuantFile, ...] = ()
     vision_bytes_per_token: int = 0  # the image encoder's compute buffer per image token
@@ -150,7 +150,8 @@ def _quant_files(repo: str, table: dict) -> dict[str, QuantFile]:
     }
 
 
-def parse(data: dict) -> Catalog:
+def parse(data: dict, user: frozenset[str] = frozenset()) -> Catalog:
+    """The catalog of models.toml's data; the models named in `user` come from the user's file."""
     sampling = {
         (group, mode == "thinking"): Sampling(**values)
         for group, modes in data["sampling"].items()
@@ -180,6 +181,7 @@ def parse(data: dict) -> Catalog:
             alternates=alternates,
             projectors=_projectors(m),
             vision_bytes_per_token=int(m.get("mmproj", {}).get("compute_bytes_per_token", 0)),
+            user=name in user,
         )
     return Catalog(models)
 
@@ -191,10 +193,34 @@ def _projectors(m: dict) -> tuple[QuantFile, ...]:
     )
 
 
+def bundled_path() -> Path:
+    """The catalog qwenlocal ships: `models.toml` at the repository's top level, which a wheel
+    carries inside the package (setup.py copies it there); a checkout or an editable install
+    reads it where it is."""
+    packaged = Path(__file__).with_name("models.toml")
+    return packaged if packaged.is_file() else Path(__file__).resolve().parent.parent / "models.toml"
+
+
 @cache
+def _bundled_data() -> dict:
+    return tomllib.loads(bundled_path().read_text(encoding="utf-8"))
+
+
+@cache
+def bundled() -> Catalog:
+    """The shipped catalog alone."""
+    return parse(_bundled_data())
+
+
 def load() -> Catalog:
-    text = resources.files("qwenlocal").joinpath("models.toml").read_text(encoding="utf-8")
-    return parse(tomllib.loads(text))
+    """The shipped catalog with the user's own `models.toml` (config dir) over it, if any."""
+    from .usercatalog import user_file, user_layer
+
+    layer = user_layer(user_file(), _bundled_data())
+    if layer is None:
+        return bundled()
+    data, names = layer
+    return parse(data, user=names)
 
 
 def spec_for_embedding(n_embd: int) -> ModelSpec | None:

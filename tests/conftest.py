@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from qwenlocal.testing import ggufs
+from qwenlocal.testing import ggufs, vocab
 
 # A shell starts background jobs with SIGINT ignored, and children inherit that: then the Ctrl-C
 # tests would see no Ctrl-C at all. A Python handler here is reset to the default in every child.
@@ -23,6 +23,13 @@ ANSWER = (
 )
 REASONING = "The user says hi. I should greet them back."
 LONG_REASONING = " ".join(f"step{i}" for i in range(150))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def real_vocabulary():
+    """Qwen3.5's tokenizer data for the GGUFs, read (or built once) from the real user cache dir
+    before the tests below isolate the home."""
+    return vocab.vocabulary()
 
 
 @pytest.fixture(scope="session")

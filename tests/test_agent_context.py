@@ -189,9 +189,9 @@ def reading_model(tmp_path_factory):
 
 
 def test_each_step_evaluates_only_its_new_tokens_until_a_shortening(reading_model, project):
-    # each result is ~2,600 characters, about a token each in the scripted model's small
-    # vocabulary: the fourth step no longer fits 12K tokens with room for a reply
-    agent, engine, events = real_agent(reading_model, project, 12288, 4)
+    # each result is ~2,000 characters, ~1,700 of Qwen's tokens (its digits are a token each):
+    # the fourth step no longer fits 7K tokens with room for a reply
+    agent, engine, events = real_agent(reading_model, project, 7168, 4)
     with engine:
         result = agent.solve("read part 0, again and again")
         hi = [{"role": "user", "content": "hi"}]

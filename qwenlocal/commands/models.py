@@ -67,7 +67,8 @@ def list_(context: typer.Context, json: Json = None) -> None:
         fits = ("yes" if r["fits"] else "no") + (
             f", ~{r['tokens_per_s']:.0f} tok/s" if r["tokens_per_s"] else ""
         )
-        table.add_row(r["name"], f"{r['bytes'] / 1e9:.2f} GB", status, fits, f"{r['repo']}/{r['file']}")
+        name = r["name"] + (" (user)" if r["user"] else "")  # from the user's own models.toml
+        table.add_row(name, f"{r['bytes'] / 1e9:.2f} GB", status, fits, f"{r['repo']}/{r['file']}")
     term.table(table)
 
 

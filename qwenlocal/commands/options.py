@@ -12,9 +12,13 @@ from ..terminal import Terminal
 
 
 def complete_model(incomplete: str) -> list[str]:
-    from ..catalog import load
+    from ..catalog import bundled, load
+    from ..errors import QwenlocalError
 
-    cat = load()
+    try:
+        cat = load()
+    except QwenlocalError:  # a broken user models.toml: the shipped names still complete
+        cat = bundled()
     names = [a for s in cat.models.values() for a in s.aliases[:1]]
     names += [f"{s.aliases[0]}:{q.lower()}" for s in cat.models.values() for q in s.quants]
     return [n for n in names if n.startswith(incomplete.lower())]

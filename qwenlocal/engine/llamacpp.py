@@ -11,6 +11,7 @@ QWENLOCAL_DEBUG=1), so a failed load can be explained in one line instead of a p
 from __future__ import annotations
 
 import ctypes
+import sys
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -46,9 +47,35 @@ def llama_lib():
                 sys.stderr.write(line)
 
         _log_callback = callback
+        sys.unraisablehook = _keep_interrupts(sys.unraisablehook)
         llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
         llama_cpp.llama_backend_init()
     return llama_cpp
+
+
+_interrupted = False  # a Ctrl-C that landed in the log callback, which ctypes cannot raise
+
+
+def _keep_interrupts(hook):
+    """ctypes reports an exception raised in a callback and drops it: a Ctrl-C pressed while
+    llama.cpp logs (loading a vocabulary of 248,320 tokens logs a lot) would be lost. Keep it."""
+
+    def unraisable(args) -> None:
+        global _interrupted
+        if args.exc_type is not None and issubclass(args.exc_type, KeyboardInterrupt):
+            _interrupted = True
+            return
+        hook(args)
+
+    return unraisable
+
+
+def raise_kept_interrupt() -> None:
+    """Raise the Ctrl-C the log callback kept, now that llama.cpp has returned."""
+    global _interrupted
+    if _interrupted:
+        _interrupted = False
+        raise KeyboardInterrupt
 
 
 def gpu_offload_supported() -> bool:
@@ -119,6 +146,9 @@ class Model:
         self.ctx = self.batch = self.cache = None
         self.n_ctx = options.n_ctx  # the context's size: planned until `open`, then llama.cpp's
         self.load_s = time.perf_counter() - started
+        if _interrupted:  # Ctrl-C while loading: stop now, nothing half-made left
+            self.close()
+            raise_kept_interrupt()
 
     # -- the context ----------------------------------------------------------------------
 

