@@ -16,7 +16,6 @@ from .config import Settings
 from .conversation import Conversation
 from .errors import ExitCode, QwenlocalError
 from .events import Done, Event, ReasoningDelta, TextDelta
-from .images import is_image
 
 if TYPE_CHECKING:  # the loader imports the engine: not at start-up
     from .loader import Loaded
@@ -125,6 +124,8 @@ class ChatSession:
 def attach_files(text: str) -> tuple[str, list[str]]:
     """`@path` words become the file's text, appended to the message. Returns the message and
     what the user should be told (attached, cut short, not attached)."""
+    from .images import is_image
+
     attachments, notes = [], []
     for word in text.split():
         if not word.startswith("@") or len(word) < 2:
