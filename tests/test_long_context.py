@@ -32,14 +32,13 @@ GiB = 1024**3
 
 
 def words(n: int, seed: int = 0) -> str:
-    """About `n` tokens of text for the test models (one token per byte: no merges but "\\n\\n")."""
+    """About `n` tokens of text: Qwen3.5's tokenizer reads each of these words, with its leading
+    space, as one token."""
     vocab = ["alpha", "beta", "gamma", "delta", "lorem", "ipsum"]
-    out, size, i = [], 0, seed
-    while size < n:
-        word = vocab[i % len(vocab)]
-        out.append(word)
-        size += len(word) + 1
-        i = i * 7 + 3
+    out, i = [], seed
+    for _ in range(n):
+        out.append(vocab[i % len(vocab)])
+        i = (i * 7 + 3) % 1_000_003
     return " ".join(out)
 
 
@@ -94,10 +93,10 @@ def test_a_context_the_user_fixed_stays_and_refuses(small_default, answer_model)
 
 
 def test_only_what_memory_cannot_hold_is_refused_with_the_numbers(monkeypatch, answer_model):
-    """A machine whose free memory holds about 12K tokens of context for this file (22K with a
+    """A machine whose free memory holds this file and about 12K tokens of context (22K with a
     q8_0 cache): 6K tokens are read (past the 4K default), 30K are refused with what fits."""
     monkeypatch.setattr(hardware, "DEFAULT_CTX", 4096)
-    small = machine(int(1.05 * GiB))
+    small = machine(answer_model.stat().st_size + int(1.05 * GiB))  # the file, and ~12K tokens
     monkeypatch.setattr("qwenlocal.loader.detect", lambda: small)
     from qwenlocal.loader import file_spec
     from qwenlocal.memory import largest_context
@@ -121,7 +120,7 @@ def test_only_what_memory_cannot_hold_is_refused_with_the_numbers(monkeypatch, a
 
 def test_the_q8_0_cache_is_taken_only_when_it_makes_the_prompt_fit(monkeypatch, answer_model):
     monkeypatch.setattr(hardware, "DEFAULT_CTX", 4096)
-    small = machine(int(1.05 * GiB))
+    small = machine(answer_model.stat().st_size + int(1.05 * GiB))  # the file, and ~12K tokens
     monkeypatch.setattr("qwenlocal.loader.detect", lambda: small)
     from qwenlocal.loader import file_spec
     from qwenlocal.memory import largest_context
