@@ -77,14 +77,28 @@ def read_header(path: Path) -> Header:
             for _ in range(n_fields):
                 key = c.string()
                 fields[key] = c.value(c.take("I"))
-            tensors = {}
+            tensors, end = {}, 0
             for _ in range(n_tensors):
                 name = c.string()
                 elements = 1
                 for _ in range(c.take("I")):
                     elements *= c.take("Q")
-                c.take("I"), c.take("Q")  # type, offset
+                qtype, offset = c.take("I"), c.take("Q")
                 tensors[name] = elements
+                end = max(end, offset + _nbytes(qtype, elements))
+            align = fields.get("general.alignment", 32)
+            if -(-c.at // align) * align + end > len(buf):
+                raise ValueError("tensor data cut short")
         except struct.error:
             raise ValueError("metadata cut short") from None
     return Header(fields, tensors)
+
+
+def _nbytes(qtype: int, elements: int) -> int:
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    try:
+        block, size = GGML_QUANT_SIZES[GGMLQuantizationType(qtype)]
+    except ValueError:
+        raise ValueError(f"unknown tensor type {qtype}") from None
+    return elements // block * size

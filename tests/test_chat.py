@@ -244,7 +244,7 @@ def test_full_context_moves_old_turns_out_with_a_notice(answer_model, isolated_h
     child = spawn("-m", str(answer_model), "--no-think", "--ctx", "512")
     seen = ""
     for i in range(8):
-        seen += say(child, f"message {i} " + "x" * 60)
+        seen += say(child, f"message {i} " + "7" * 60)  # 60 tokens: Qwen splits digits
     assert "moved the" in seen and "oldest messages out of the context" in seen
     assert leave(child) == 0
     saved = saved_conversations(isolated_home)[-1]
