@@ -9,21 +9,28 @@ from pathlib import Path
 from ..catalog import ModelSpec, QuantFile
 from ..config import Settings
 from ..errors import ExitCode, QwenlocalError
+from ..hardware import Choice
 from ..loader import Loaded, load, not_downloaded, plan
 from ..terminal import Terminal
 
 
 def open_model(term: Terminal, settings: Settings) -> Loaded:
-    choice, path, label = plan(settings)
-    if path is None:
-        if not _may_download(term, choice, settings.pull):
-            raise not_downloaded(choice)
-        path = fetch(term, choice.model, choice.quant)
+    choice, path, label = locate(term, settings)
     with term.loading("Loading model"):
         loaded = load(settings, choice, path, label)
     for message in loaded.warnings:
         term.warn(message)
     return loaded
+
+
+def locate(term: Terminal, settings: Settings) -> tuple[Choice, Path, str]:
+    """What to load and its file, downloaded first if need be (and allowed)."""
+    choice, path, label = plan(settings)
+    if path is None:
+        if not _may_download(term, choice, settings.pull):
+            raise not_downloaded(choice)
+        path = fetch(term, choice.model, choice.quant)
+    return choice, path, label
 
 
 def _may_download(term: Terminal, choice, allow: bool) -> bool:

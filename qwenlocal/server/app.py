@@ -1,0 +1,228 @@
+"""The HTTP routes (Starlette): /health, /v1/models, /v1/chat/completions.
+
+Every error is answered in OpenAI's shape with its status: 400 for a bad request or a prompt over
+the context (code `context_length_exceeded`, with the numbers), 401 without the key, 404/405, 413
+for a body over the limit, 429 when the queue is full, 503 while the model loads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ..config import Settings
+from ..errors import ExitCode, QwenlocalError
+from ..events import Done
+from .openai import ApiError, parse_request
+from .reply import Assembler, Reply
+from .worker import END, Job, Worker
+
+if TYPE_CHECKING:
+    from ..loader import Loaded
+
+MAX_BODY = 32 << 20  # bytes of one request: a long conversation, or a few images as data URIs
+
+
+@dataclass
+class ServerState:
+    label: str
+    path: Path
+    settings: Settings
+    api_key: str | None = None
+    worker: Worker = field(default_factory=Worker)
+    max_body: int = MAX_BODY
+    loaded: Loaded | None = None
+    load: Callable[[], None] | None = None  # run in the worker thread at start-up
+
+    def identity(self) -> dict:
+        """Which model file this server answers with: a client uses it only for the same file."""
+        info = {"path": str(self.path.resolve()), "size": self.path.stat().st_size}
+        if self.loaded is not None:
+            info["n_ctx"] = self.loaded.engine.n_ctx
+        return info
+
+    def ready(self) -> Loaded:
+        if self.loaded is None:
+            raise ApiError(503, "the model is still loading; try again in a moment", code="model_loading")
+        return self.loaded
+
+    def defaults(self, think: bool | None):
+        settings = self.settings if think is None else replace(self.settings, think=think)
+        return self.ready().generate_options(settings)
+
+
+def api_error(error: BaseException) -> ApiError:
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, QwenlocalError):
+        hint = f" ({error.hint})" if error.hint else ""
+        if error.code == ExitCode.CONTEXT_OVERFLOW:
+            return ApiError(400, error.message + hint, "messages", "context_length_exceeded")
+        if error.code == ExitCode.BAD_INPUT:
+            return ApiError(400, error.message + hint, "messages")
+        return ApiError(500, error.message + hint)
+    return ApiError(500, f"internal error: {type(error).__name__}: {error}")
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    headers = {"Retry-After": "1"} if error.status in (429, 503) else None
+    return JSONResponse(error.body(), error.status, headers=headers)
+
+
+def endpoint(handler):
+    """A route whose errors, expected or not, are answered in OpenAI's shape."""
+
+    async def route(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Exception as error:
+            return error_response(api_error(error))
+
+    return route
+
+
+def authorize(state: ServerState, request: Request) -> None:
+    if state.api_key is None:
+        return
+    given = request.headers.get("authorization", "")
+    scheme, _, key = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(key.strip().encode(), state.api_key.encode()):
+        raise ApiError(401, "a valid API key is needed: Authorization: Bearer KEY", code="invalid_api_key")
+
+
+async def read_json(request: Request, limit: int) -> object:
+    length = request.headers.get("content-length", "")
+    too_big = ApiError(413, f"the request is over the server's limit of {limit >> 20} MiB", code="too_large")
+    if length.isdigit() and int(length) > limit:
+        raise too_big
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_big
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise ApiError(400, "the request body is not valid JSON") from None
+
+
+def sse(data: dict | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+class Answer:
+    """One request's answer: the job's events through the assembler, streamed or collected."""
+
+    def __init__(self, request: Request, job: Job, reply: Reply, assembler: Assembler) -> None:
+        self.request, self.job, self.reply, self.assembler = request, job, reply, assembler
+
+    async def next(self) -> object:
+        return await self.job.next(self.request.is_disconnected)
+
+    async def stream(self, item: object, include_usage: bool) -> AsyncIterator[str]:
+        reply = self.reply
+        try:
+            yield sse(reply.chunk({"role": "assistant", "content": ""}))
+            while item is not END:
+                if isinstance(item, Exception):
+                    yield sse(api_error(item).body())
+                    break
+                if isinstance(item, Done):
+                    deltas, finish = self.assembler.finish(item)
+                    for delta in deltas:
+                        yield sse(reply.chunk(delta))
+                    yield sse(reply.chunk({}, finish))
+                    if include_usage:
+                        yield sse(reply.usage_chunk(item.stats))
+                else:
+                    for delta in self.assembler.feed(item):
+                        yield sse(reply.chunk(delta))
+                item = await self.next()
+            yield sse("[DONE]")
+        finally:  # also when the client went away and the response was cancelled
+            self.job.cancel()
+            self.job.discard()
+
+    async def collect(self, item: object) -> dict | None:
+        done, finish = None, "stop"
+        try:
+            while item is not END:
+                if isinstance(item, Exception):
+                    raise api_error(item)
+                if isinstance(item, Done):
+                    done, (_, finish) = item, self.assembler.finish(item)
+                else:
+                    self.assembler.feed(item)
+                item = await self.next()
+        finally:
+            self.job.cancel()
+            self.job.discard()
+        return None if done is None else self.reply.completion(self.assembler, finish, done.stats)
+
+
+def build_app(state: ServerState) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app):
+        if state.load is not None:
+            asyncio.get_running_loop().run_in_executor(state.worker.executor, state.load)
+        yield
+        await asyncio.get_running_loop().run_in_executor(None, state.worker.close)
+        if state.loaded is not None:
+            state.loaded.engine.close()
+
+    @endpoint
+    async def health(request: Request) -> Response:
+        status = "ok" if state.loaded is not None else "loading"
+        body = {"status": status, "model": state.label, "qwenlocal": state.identity()}
+        return JSONResponse(body, 200 if state.loaded is not None else 503)
+
+    @endpoint
+    async def models(request: Request) -> Response:
+        authorize(state, request)
+        model = {"id": state.label, "object": "model", "created": int(state.path.stat().st_mtime)}
+        model.update(owned_by="qwenlocal", qwenlocal=state.identity())
+        return JSONResponse({"object": "list", "data": [model]})
+
+    @endpoint
+    async def chat(request: Request) -> Response:
+        authorize(state, request)
+        loaded = state.ready()
+        chat_request = parse_request(await read_json(request, state.max_body), state.defaults)
+        messages, options, tools = chat_request.messages, chat_request.options, chat_request.tools
+        job = state.worker.submit(lambda: loaded.engine.stream(messages, options, tools))
+        answer = Answer(request, job, Reply(state.label), Assembler(tools, options.stop))
+        first = await answer.next()  # the prompt is read (or refused) before the status is sent
+        if isinstance(first, Exception):
+            job.discard()
+            raise api_error(first)
+        if chat_request.stream:
+            stream = answer.stream(first, chat_request.include_usage)
+            return StreamingResponse(
+                stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+            )
+        completion = await answer.collect(first)
+        return JSONResponse(completion) if completion is not None else Response(status_code=499)
+
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        return error_response(
+            ApiError(error.status_code, f"{request.method} {request.url.path}: {error.detail}")
+        )
+
+    routes = [
+        Route("/health", health),
+        Route("/v1/models", models),
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
