@@ -23,6 +23,22 @@ def open_model(term: Terminal, settings: Settings) -> Loaded:
     return loaded
 
 
+def open_model_or_server(term: Terminal, settings: Settings, server: str | None, use: bool) -> Loaded:
+    """A running `qwenlocal serve` of the same model file if there is one (see client.py), else the
+    model loaded here. `server`: its URL (--server); `use`: False for --no-server."""
+    if use:
+        choice, path, label = plan(settings)
+        if path is not None:
+            from .. import catalog
+            from ..client import RemoteEngine, find
+
+            connection = find(server, path)
+            if connection is not None:
+                spec = catalog.load().models.get(connection.spec or "")
+                return Loaded(RemoteEngine(connection), choice, spec, f"{label} (server)")  # type: ignore[arg-type]
+    return open_model(term, settings)
+
+
 def locate(term: Terminal, settings: Settings) -> tuple[Choice, Path, str]:
     """What to load and its file, downloaded first if need be (and allowed)."""
     choice, path, label = plan(settings)

@@ -16,9 +16,11 @@ from .options import (
     Json,
     MaxTokens,
     Model,
+    NoServer,
     Offline,
     Pull,
     Seed,
+    Server,
     ShowReasoning,
     System,
     Temperature,
@@ -51,13 +53,15 @@ def run(
     show_reasoning: ShowReasoning = None,
     pull: Pull = None,
     offline: Offline = False,
+    server: Server = None,
+    no_server: NoServer = False,
 ) -> None:
     """Answer one prompt and exit. The answer alone goes to stdout.
 
     Examples: qwenlocal run "why is the sky blue?";
     git diff | qwenlocal run "write a commit message"
     """
-    answer(terminal(context), settings(**locals()), prompt)
+    answer(terminal(context), settings(**locals()), prompt, server, not no_server)
 
 
 def messages_for(settings: Settings, text: str) -> list[dict]:
@@ -81,11 +85,18 @@ def read_prompt(term: Terminal, settings: Settings, prompt: str | None) -> str:
     return compose(prompt, stdin.text)
 
 
-def answer(term: Terminal, settings: Settings, prompt: str | None) -> None:
-    from .loading import open_model
+def answer(
+    term: Terminal,
+    settings: Settings,
+    prompt: str | None,
+    server: str | None = None,
+    use_server: bool = False,
+) -> None:
+    """`server` (--server URL) and `use_server` (False: --no-server): see client.py."""
+    from .loading import open_model_or_server
 
     text = read_prompt(term, settings, prompt)
-    loaded = open_model(term, settings)
+    loaded = open_model_or_server(term, settings, server, use_server)
     renderer = term.renderer(
         markdown=term.markdown and not settings.json,
         show_reasoning=term.shows_reasoning(settings.show_reasoning),

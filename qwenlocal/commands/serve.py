@@ -66,8 +66,7 @@ def serve(
     Examples: qwenlocal serve; qwenlocal serve -m 4b --ctx 32768;
     qwenlocal serve --host 0.0.0.0 --api-key "$KEY"
     """
-    from ..server.main import check_bind
-    from ..server.main import serve as run_server
+    from ..server.main import Server, check_bind
     from .loading import locate
 
     term = terminal(context)
@@ -78,4 +77,4 @@ def serve(
     chosen = settings(offline=offline, **flags)
     check_bind(host, api_key)
     located = locate(term, chosen)
-    run_server(term, chosen, located, host, port, api_key, max_queue, cache_ram)
+    Server(term, chosen, located, host, port, api_key, max_queue, cache_ram).run()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -25,7 +26,7 @@ from starlette.routing import Route
 from ..config import Settings
 from ..errors import ExitCode, QwenlocalError
 from ..events import Done
-from .openai import ApiError, parse_request
+from .openai import ApiError, messages, parse_request
 from .reply import Assembler, Reply
 from .worker import END, Job, Worker
 
@@ -51,6 +52,7 @@ class ServerState:
         info = {"path": str(self.path.resolve()), "size": self.path.stat().st_size}
         if self.loaded is not None:
             info["n_ctx"] = self.loaded.engine.n_ctx
+            info["spec"] = self.loaded.spec.name if self.loaded.spec else None
         return info
 
     def ready(self) -> Loaded:
@@ -215,6 +217,25 @@ def build_app(state: ServerState) -> Starlette:
         completion = await answer.collect(first)
         return JSONResponse(completion) if completion is not None else Response(status_code=499)
 
+    @endpoint
+    async def prompt(request: Request) -> Response:
+        """qwenlocal's own, for `chat --server`: the prompt's tokens (or its text), or 400 when it
+        does not fit."""
+        authorize(state, request)
+        engine = state.ready().engine
+        body = await read_json(request, state.max_body)
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        chat, think = messages(body.get("messages")), bool(body.get("think"))
+        tools = body.get("tools") or None
+
+        def work() -> dict:
+            if "generation" in body:
+                return {"text": engine.render(chat, think, tools, bool(body["generation"]))}
+            return {"tokens": engine.prompt_tokens(chat, think, tools)}
+
+        return JSONResponse(await run_in_threadpool(work))
+
     async def http_error(request: Request, error: HTTPException) -> Response:
         return error_response(
             ApiError(error.status_code, f"{request.method} {request.url.path}: {error.detail}")
@@ -224,5 +245,6 @@ def build_app(state: ServerState) -> Starlette:
         Route("/health", health),
         Route("/v1/models", models),
         Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/qwenlocal/prompt", prompt, methods=["POST"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})

@@ -53,52 +53,70 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(
-    term: Terminal,
-    settings: Settings,
-    located: tuple[Choice, Path, str],
-    host: str,
-    port: int,
-    api_key: str | None,
-    max_queue: int,
-    cache_mib: int,
-) -> None:
-    import uvicorn
+class Server:
+    """A bound, not yet running server: `run()` serves until stopped (`stop()`, a signal)."""
 
-    from ..loader import load
-    from .app import ServerState, build_app
-    from .worker import Worker
+    def __init__(
+        self,
+        term: Terminal,
+        settings: Settings,
+        located: tuple[Choice, Path, str],
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        api_key: str | None = None,
+        max_queue: int = 8,
+        cache_mib: int = 1024,
+    ) -> None:
+        import uvicorn
 
-    choice, path, label = located
-    sock = bind(host, port)
-    port = sock.getsockname()[1]
-    state = ServerState(label, path, settings, api_key, Worker(max_queue))
-    config = uvicorn.Config(
-        build_app(state), log_level="warning", access_log=False, timeout_graceful_shutdown=3, lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    failed: list[QwenlocalError] = []
+        from .app import ServerState, build_app
+        from .worker import Worker
 
-    def load_model() -> None:
+        self.term, self.located, self.cache_mib = term, located, cache_mib
+        _, path, label = located
+        self.socket = bind(host, port)
+        self.host, self.port = host, self.socket.getsockname()[1]
+        self.state = ServerState(label, path, settings, api_key, Worker(max_queue))
+        self.state.load = self._load
+        config = uvicorn.Config(
+            build_app(self.state),
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=3,
+            lifespan="on",
+        )
+        self.uvicorn = uvicorn.Server(config)
+        self.failed: list[QwenlocalError] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}"
+
+    def _load(self) -> None:
+        from ..loader import load
+
+        choice, path, label = self.located
         try:
-            loaded = load(settings, choice, path, label)
+            loaded = load(self.state.settings, choice, path, label)
         except QwenlocalError as error:
-            failed.append(error)
-            server.should_exit = True
+            self.failed.append(error)
+            self.uvicorn.should_exit = True
             return
         for message in loaded.warnings:
-            term.warn(message)
-        if cache_mib:
+            self.term.warn(message)
+        if self.cache_mib:
             from ..engine.promptcache import PromptCache
 
             model = loaded.engine.model
-            model.cache.stash = PromptCache(model.lib, model.ctx, cache_mib << 20)
-        state.loaded = loaded
-        term.warn(f"ready: {label}, a context of {loaded.engine.n_ctx} tokens")
+            model.cache.stash = PromptCache(model.lib, model.ctx, self.cache_mib << 20)
+        self.state.loaded = loaded
+        self.term.warn(f"ready: {label}, a context of {loaded.engine.n_ctx} tokens")
 
-    state.load = load_model
-    shown = f"[{host}]" if ":" in host else host
-    term.warn(f"serving {label} on http://{shown}:{port}/v1 (loading the model; Ctrl-C stops)")
-    server.run(sockets=[sock])
-    if failed:
-        raise failed[0]
+    def run(self) -> None:
+        self.term.warn(f"serving {self.state.label} on {self.url}/v1 (loading the model; Ctrl-C stops)")
+        self.uvicorn.run(sockets=[self.socket])
+        if self.failed:
+            raise self.failed[0]
+
+    def stop(self) -> None:
+        self.uvicorn.should_exit = True

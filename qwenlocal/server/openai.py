@@ -56,6 +56,9 @@ def parse_request(body: object, defaults: Callable[[bool | None], GenerateOption
     )
     if options.max_tokens is None:  # keep the server's own --max-tokens, if any
         options = replace(options, max_tokens=defaults(options.think).max_tokens)
+    budget = _number(body, "think_budget", int, 0)  # qwenlocal's own: reasoning tokens (0: none)
+    if budget is not None:
+        options = replace(options, think_budget=budget or None)
     stream = _flag(body, "stream")
     stream_options = body.get("stream_options") or {}
     if not isinstance(stream_options, dict):

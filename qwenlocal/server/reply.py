@@ -56,6 +56,8 @@ class Assembler:
             return self._say(before)
         hold = max((partial_suffix(self._pending, t) for t, _ in self._targets), default=0)
         out = self._pending[: len(self._pending) - hold]
+        if self.tools:  # the whitespace before a call is not sent: it may be the last of the text
+            out = out.rstrip()
         self._pending = self._pending[len(out) :]
         return self._say(out)
 
