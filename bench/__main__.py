@@ -3,6 +3,7 @@
     python -m bench                    # 0.8B and 2B shapes, 8 interleaved rounds
     python -m bench --models tiny      # a smoke run on a tiny model (what CI does)
     python -m bench --only agent --models 0.8b   # the agent row alone, spliced into the report
+    python -m bench --only serve --models 0.8b   # the server rows alone (bench/serve.py), likewise
 
 Models: random weights with Qwen3.5's exact tensor shapes and vocabulary, quantized to Q4_K_M
 (compute per token does not depend on the values, so the speed is the real models' speed).
@@ -272,6 +273,22 @@ def only_agent(args) -> int:
     return 0
 
 
+def only_serve(args) -> int:
+    """`--only serve`: the server rows (bench/serve.py), spliced into the report and results.json."""
+    from . import serve
+
+    rows = [serve.measure(name, model_file(name), args, log) for name in args.models]
+    lines = serve.section(rows, args)
+    args.out.write_text(serve.splice(args.out.read_text() if args.out.exists() else "", lines).lstrip("\n"))
+    path = args.out.parent / "bench" / "results.json"
+    path.parent.mkdir(exist_ok=True)
+    samples = json.loads(path.read_text()) if path.exists() else {"models": []}
+    samples["serve"], samples["serve_command"] = rows, args.command
+    path.write_text(json.dumps(samples, indent=1) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
 def chart(results: list[Result], out: Path) -> None:
     import matplotlib
 
@@ -396,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-reuse-baseline", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--steps", type=int, default=10, help="agent steps")
     parser.add_argument("--agent-runs", type=int, default=SAMPLES, help="agent runs (each step's best)")
-    parser.add_argument("--only", choices=["agent"], help="measure this row alone (no llama-bench)")
+    parser.add_argument("--only", choices=["agent", "serve"], help="measure this row alone (no llama-bench)")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     args.command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -407,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         args.threads = detect(gpu_offload=False).cpu_threads
     if args.only == "agent":
         return only_agent(args)
+    if args.only == "serve":
+        return only_serve(args)
     binary = llama_bench.build()
     results = [bench_model(name, binary, args) for name in args.models]
     help_s, first_s = cold_start(model_file(args.models[0]), 5)

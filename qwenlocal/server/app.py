@@ -130,47 +130,51 @@ class Answer:
     def __init__(self, request: Request, job: Job, reply: Reply, assembler: Assembler) -> None:
         self.request, self.job, self.reply, self.assembler = request, job, reply, assembler
 
-    async def next(self) -> object:
-        return await self.job.next(self.request.is_disconnected)
+    async def batch(self) -> list:
+        return await self.job.batch(self.request.is_disconnected)
 
-    async def stream(self, item: object, include_usage: bool) -> AsyncIterator[str]:
+    def _chunks(self, item: object, include_usage: bool) -> list[str]:
         reply = self.reply
+        if isinstance(item, Exception):
+            return [sse(api_error(item).body())]
+        if not isinstance(item, Done):
+            return [sse(reply.chunk(delta)) for delta in self.assembler.feed(item)]
+        deltas, finish = self.assembler.finish(item)
+        chunks = [sse(reply.chunk(delta)) for delta in deltas] + [sse(reply.chunk({}, finish))]
+        return chunks + ([sse(reply.usage_chunk(item.stats))] if include_usage else [])
+
+    async def stream(self, items: list, include_usage: bool) -> AsyncIterator[str]:
         try:
-            yield sse(reply.chunk({"role": "assistant", "content": ""}))
-            while item is not END:
-                if isinstance(item, Exception):
-                    yield sse(api_error(item).body())
-                    break
-                if isinstance(item, Done):
-                    deltas, finish = self.assembler.finish(item)
-                    for delta in deltas:
-                        yield sse(reply.chunk(delta))
-                    yield sse(reply.chunk({}, finish))
-                    if include_usage:
-                        yield sse(reply.usage_chunk(item.stats))
-                else:
-                    for delta in self.assembler.feed(item):
-                        yield sse(reply.chunk(delta))
-                item = await self.next()
-            yield sse("[DONE]")
+            chunks = [sse(self.reply.chunk({"role": "assistant", "content": ""}))]
+            while True:
+                for item in items:
+                    if item is END:
+                        yield "".join(chunks) + sse("[DONE]")
+                        return
+                    chunks += self._chunks(item, include_usage)
+                    if isinstance(item, Exception):
+                        yield "".join(chunks)
+                        return
+                if chunks:
+                    yield "".join(chunks)  # what came meanwhile, in one write
+                chunks, items = [], await self.batch()
         finally:  # also when the client went away and the response was cancelled
             self.job.cancel()
-            self.job.discard()
 
-    async def collect(self, item: object) -> dict | None:
+    async def collect(self, items: list) -> dict | None:
         done, finish = None, "stop"
         try:
-            while item is not END:
+            while END not in items:
+                items += await self.batch()
+            for item in items:
                 if isinstance(item, Exception):
                     raise api_error(item)
                 if isinstance(item, Done):
                     done, (_, finish) = item, self.assembler.finish(item)
-                else:
+                elif item is not END:
                     self.assembler.feed(item)
-                item = await self.next()
         finally:
             self.job.cancel()
-            self.job.discard()
         return None if done is None else self.reply.completion(self.assembler, finish, done.stats)
 
 
@@ -205,10 +209,10 @@ def build_app(state: ServerState) -> Starlette:
         messages, options, tools = chat_request.messages, chat_request.options, chat_request.tools
         job = state.worker.submit(lambda: loaded.engine.stream(messages, options, tools))
         answer = Answer(request, job, Reply(state.label), Assembler(tools, options.stop))
-        first = await answer.next()  # the prompt is read (or refused) before the status is sent
-        if isinstance(first, Exception):
-            job.discard()
-            raise api_error(first)
+        first = await answer.batch()  # the prompt is read (or refused) before the status is sent
+        if isinstance(first[0], Exception):
+            job.cancel()
+            raise api_error(first[0])
         if chat_request.stream:
             stream = answer.stream(first, chat_request.include_usage)
             return StreamingResponse(

@@ -56,6 +56,7 @@ def parse_request(body: object, defaults: Callable[[bool | None], GenerateOption
     )
     if options.max_tokens is None:  # keep the server's own --max-tokens, if any
         options = replace(options, max_tokens=defaults(options.think).max_tokens)
+    options = replace(options, ignore_eos=_flag(body, "ignore_eos"))  # llama-server's; benchmarks
     budget = _number(body, "think_budget", int, 0)  # qwenlocal's own: reasoning tokens (0: none)
     if budget is not None:
         options = replace(options, think_budget=budget or None)

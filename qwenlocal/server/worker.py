@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,38 +20,49 @@ END = object()  # the last item of every job
 
 
 class Job:
+    """Events from the worker thread to the request's coroutine, in batches: the event loop is
+    woken once for all the events that came while it was busy, not once per token (with llama.cpp's
+    threads on every core, a wake-up per token starved it and slowed generation several times)."""
+
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._queue: asyncio.Queue = asyncio.Queue()
-        self._waiting: asyncio.Future | None = None
+        self._items: deque = deque()
+        self._lock = threading.Lock()
+        self._ready = asyncio.Event()
         self.cancelled = threading.Event()
 
     def put(self, item: object) -> None:
         """From the worker thread."""
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        with self._lock:
+            self._items.append(item)
+            wake = len(self._items) == 1
+        if wake:
+            self._loop.call_soon_threadsafe(self._ready.set)
 
     def cancel(self) -> None:
         self.cancelled.set()
 
-    async def next(self, disconnected: Callable | None = None, every: float = 0.25) -> object:
-        """The next event, END, or the exception the generation raised. `disconnected()` (an
-        awaitable check) is asked while waiting; when it says so, the job is cancelled and END
-        comes back."""
-        while True:
-            if self._waiting is None:
-                self._waiting = asyncio.ensure_future(self._queue.get())
-            done, _ = await asyncio.wait({self._waiting}, timeout=every if disconnected else None)
-            if done:
-                item, self._waiting = self._waiting.result(), None
-                return item
-            if await disconnected():
-                self.cancel()
-                return END
+    def _take(self) -> list:
+        with self._lock:
+            items = list(self._items)
+            self._items.clear()
+            self._ready.clear()
+        return items
 
-    def discard(self) -> None:
-        if self._waiting is not None:
-            self._waiting.cancel()
-            self._waiting = None
+    async def batch(self, disconnected: Callable | None = None, every: float = 0.25) -> list:
+        """The events that came (at least one: an event, END, or the exception the generation
+        raised). `disconnected()` (an awaitable check) is asked while waiting; when it says so, the
+        job is cancelled and [END] comes back."""
+        while True:
+            items = self._take()
+            if items:
+                return items
+            try:
+                await asyncio.wait_for(self._ready.wait(), every if disconnected else None)
+            except TimeoutError:
+                if await disconnected():
+                    self.cancel()
+                    return [END]
 
 
 class Worker:
