@@ -5,6 +5,7 @@
     python -m bench --only agent --models 0.8b   # the agent row alone, spliced into the report
     python -m bench --only image       # the image rows alone (against llama-mtmd-cli), spliced in
     python -m bench --only depth --models 0.8b --reps 1   # speed at 16K/64K depth, 32K TTFT, 128K RSS
+    python -m bench --only serve --models 0.8b   # the server rows alone (bench/serve.py), likewise
 
 Models: random weights with Qwen3.5's exact tensor shapes and vocabulary, quantized to Q4_K_M
 (compute per token does not depend on the values, so the speed is the real models' speed).
@@ -311,6 +312,21 @@ def only_depth(args) -> int:
     for name in args.models:
         depth.measure(name, model_file(name), binary, args, (log, peak_rss, prompt_of), SPEC[name], save)
     print("\n".join(depth.section(list(done.values()), args, TARGETS)))
+
+
+def only_serve(args) -> int:
+    """`--only serve`: the server rows (bench/serve.py), spliced into the report and results.json."""
+    from . import serve
+
+    rows = [serve.measure(name, model_file(name), args, log) for name in args.models]
+    lines = serve.section(rows, args)
+    args.out.write_text(serve.splice(args.out.read_text() if args.out.exists() else "", lines).lstrip("\n"))
+    path = args.out.parent / "bench" / "results.json"
+    path.parent.mkdir(exist_ok=True)
+    samples = json.loads(path.read_text()) if path.exists() else {"models": []}
+    samples["serve"], samples["serve_command"] = rows, args.command
+    path.write_text(json.dumps(samples, indent=1) + "\n")
+    print("\n".join(lines))
     return 0
 
 
@@ -439,7 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="agent steps")
     parser.add_argument("--agent-runs", type=int, default=SAMPLES, help="agent runs (each step's best)")
     parser.add_argument(
-        "--only", choices=["agent", "image", "depth"], help="measure these rows alone (agent: no llama-bench)"
+        "--only",
+        choices=["agent", "image", "depth", "serve"],
+        help="measure these rows alone (agent: no llama-bench)",
     )
     parser.add_argument("--image-tokens", type=int, default=256, help="image token budget (image rows)")
     parser.add_argument("--image-reps", type=int, default=5, help="interleaved samples (image rows)")
@@ -459,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         return only_image(args)
     if args.only == "depth":
         return only_depth(args)
+    if args.only == "serve":
+        return only_serve(args)
     binary = llama_bench.build()
     results = [bench_model(name, binary, args) for name in args.models]
     help_s, first_s = cold_start(model_file(args.models[0]), 5)

@@ -26,6 +26,7 @@ class Sampling:
     min_p: float
     presence_penalty: float
     repeat_penalty: float
+    frequency_penalty: float = 0.0  # not in the model cards; OpenAI clients send it (the server)
 
 
 @dataclass(frozen=True)

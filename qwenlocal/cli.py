@@ -13,7 +13,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from . import __version__
-from .commands import agent, chat, completions, doctor, models, run
+from .commands import agent, chat, completions, doctor, models, run, serve
 from .errors import ExitCode, QwenlocalError, Terminated
 from .terminal import Terminal
 
@@ -29,6 +29,7 @@ app = typer.Typer(
 app.command()(run.run)
 app.command()(chat.chat)
 app.command()(agent.agent)
+app.command()(serve.serve)
 app.command()(doctor.doctor)
 app.command()(models.pull)
 app.command("list")(models.list_)

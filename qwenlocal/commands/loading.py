@@ -9,18 +9,15 @@ from pathlib import Path
 from ..catalog import ModelSpec, QuantFile
 from ..config import Settings
 from ..errors import ExitCode, QwenlocalError
+from ..hardware import Choice
 from ..loader import Loaded, load, not_downloaded, plan, projector_for, projector_not_downloaded
 from ..terminal import Terminal
 
 
 def open_model(term: Terminal, settings: Settings, vision: bool = False) -> Loaded:
     """The model, and with `vision` its projector (both asked for and fetched before loading)."""
-    choice, path, label = plan(settings, vision=vision)
+    choice, path, label = locate(term, settings, vision)
     mmproj = projector_path(term, settings, choice) if vision else None
-    if path is None:
-        if not _may_download(term, choice, settings.pull):
-            raise not_downloaded(choice)
-        path = fetch(term, choice.model, choice.quant)
     with term.loading("Loading model"):
         loaded = load(settings, choice, path, label, mmproj)
     for message in loaded.warnings:
@@ -46,6 +43,35 @@ def ensure_vision(term: Terminal, settings: Settings, loaded: Loaded) -> None:
     path = projector_path(term, settings, loaded.choice)
     with term.loading("Loading the vision projector"):
         loaded.engine.attach_projector(path)
+
+
+def open_model_or_server(
+    term: Terminal, settings: Settings, server: str | None, use: bool, vision: bool = False
+) -> Loaded:
+    """A running `qwenlocal serve` of the same model file if there is one (see client.py), else the
+    model loaded here. `server`: its URL (--server); `use`: False for --no-server. Images are
+    read here: the server takes text."""
+    if use and not vision:
+        choice, path, label = plan(settings)
+        if path is not None:
+            from .. import catalog
+            from ..client import RemoteEngine, find
+
+            connection = find(server, path)
+            if connection is not None:
+                spec = catalog.load().models.get(connection.spec or "")
+                return Loaded(RemoteEngine(connection), choice, spec, f"{label} (server)")  # type: ignore[arg-type]
+    return open_model(term, settings, vision)
+
+
+def locate(term: Terminal, settings: Settings, vision: bool = False) -> tuple[Choice, Path, str]:
+    """What to load and its file, downloaded first if need be (and allowed)."""
+    choice, path, label = plan(settings, vision=vision)
+    if path is None:
+        if not _may_download(term, choice, settings.pull):
+            raise not_downloaded(choice)
+        path = fetch(term, choice.model, choice.quant)
+    return choice, path, label
 
 
 def _may_download(term: Terminal, choice, allow: bool, quant=None) -> bool:

@@ -100,6 +100,17 @@ ShowReasoning = Annotated[
     ),
 ]
 
+Server = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="QWENLOCAL_SERVER",
+        help="Answer through this `qwenlocal serve` (URL). Default: one on this machine's default "
+        "port, when it serves the same model file.",
+    ),
+]
+NoServer = Annotated[bool, typer.Option("--no-server", help="Load the model here even if a server has it.")]
+
 
 def terminal(context: typer.Context) -> Terminal:
     """The terminal `cli.main()` built for this run (a plain one when a test calls the app)."""

@@ -20,9 +20,11 @@ from .options import (
     MaxTokens,
     Mmproj,
     Model,
+    NoServer,
     Offline,
     Pull,
     Seed,
+    Server,
     ShowReasoning,
     System,
     Temperature,
@@ -62,6 +64,8 @@ def run(
     ] = None,
     image_tokens: ImageTokens = None,
     mmproj: Mmproj = None,
+    server: Server = None,
+    no_server: NoServer = False,
 ) -> None:
     """Answer one prompt and exit. The answer alone goes to stdout.
 
@@ -69,7 +73,7 @@ def run(
     git diff | qwenlocal run "write a commit message";
     qwenlocal run --image photo.png "what is in it?"; cat photo.jpg | qwenlocal run "describe"
     """
-    answer(terminal(context), settings(**locals()), prompt, image or [])
+    answer(terminal(context), settings(**locals()), prompt, image or [], server, not no_server)
 
 
 def messages_for(settings: Settings, content) -> list[dict]:
@@ -110,21 +114,31 @@ def _compose(term: Terminal, settings: Settings, prompt: str | None, stdin) -> s
     return compose(prompt, stdin.text)
 
 
-def answer(term: Terminal, settings: Settings, prompt: str | None, files: list[Path] = ()) -> None:
+def answer(
+    term: Terminal,
+    settings: Settings,
+    prompt: str | None,
+    files: list[Path] = (),
+    server: str | None = None,
+    use_server: bool = False,
+) -> None:
+    """`server` (--server URL) and `use_server` (False: --no-server): see client.py."""
+    from ..client import RemoteEngine
     from ..sizing import size_run
-    from .loading import open_model
+    from .loading import open_model_or_server
 
     content = read_input(term, settings, prompt, list(files))
-    loaded = open_model(term, settings, vision=not isinstance(content, str))
+    loaded = open_model_or_server(term, settings, server, use_server, vision=not isinstance(content, str))
     messages, options = messages_for(settings, content), loaded.generate_options(settings)
-    default, kv = loaded.engine.n_ctx, loaded.engine.kv_cache
-    try:
-        sized = size_run(loaded, settings, messages, options.think)
-    except BaseException:
-        loaded.engine.close()
-        raise
-    if sized is not None:
-        term.warn(sized.notice(default, kv))
+    if not isinstance(loaded.engine, RemoteEngine):  # a server's context is the server's
+        default, kv = loaded.engine.n_ctx, loaded.engine.kv_cache
+        try:
+            sized = size_run(loaded, settings, messages, options.think)
+        except BaseException:
+            loaded.engine.close()
+            raise
+        if sized is not None:
+            term.warn(sized.notice(default, kv))
     renderer = term.renderer(
         markdown=term.markdown and not settings.json,
         show_reasoning=term.shows_reasoning(settings.show_reasoning),

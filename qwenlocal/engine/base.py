@@ -29,6 +29,7 @@ class GenerateOptions:
     max_tokens: int | None = None
     seed: int | None = None
     ignore_eos: bool = False  # benchmarks: generate exactly max_tokens, as llama-bench does
+    stop: tuple[str, ...] = ()  # end the answer once it contains one of these (the server's `stop`)
 
 
 def with_temperature(sampling: Sampling, temperature: float | None) -> Sampling:

@@ -139,9 +139,11 @@ def generate(
                 if lib.llama_vocab_is_eog(vocab, token) and not options.ignore_eos:
                     break
                 tokens.append(token)
-                was_reasoning = splitter.in_reasoning
+                was_reasoning, before = splitter.in_reasoning, len(splitter.answer)
                 yield from splitter.feed(utf8.decode(piece(token)))
                 tally.reasoning_tokens += was_reasoning
+                if options.stop and stop_found(splitter.answer, before, options.stop):
+                    break
                 if len(tokens) >= stop_at:
                     tally.finish, notice = limits.reached(len(tokens), model.n_ctx)
                     yield notice
@@ -161,3 +163,9 @@ def generate(
             model.cache.interrupted()
             raise
     yield Done(splitter.answer, splitter.reasoning, tally.finish, tally.stats(model, prompt), tuple(tokens))
+
+
+def stop_found(answer: str, before: int, stops: tuple[str, ...]) -> bool:
+    """Whether a stop string ends in the text added to the answer after `before` characters (the
+    caller cuts the answer at it: the text already streamed may hold it)."""
+    return any(stop in answer[max(0, before - len(stop) + 1) :] for stop in stops if stop)

@@ -33,9 +33,11 @@ class Sampler:
         # (248K tokens here): measured, this order samples in 0.25 ms instead of 1.2 ms a token
         if s.top_k > 0:
             yield lib.llama_sampler_init_top_k(s.top_k)
-        if s.repeat_penalty != 1.0 or s.presence_penalty:
+        if s.repeat_penalty != 1.0 or s.presence_penalty or s.frequency_penalty:
             n_vocab = lib.llama_vocab_n_tokens(self._vocab)
-            yield lib.llama_sampler_init_penalties(n_vocab, 64, s.repeat_penalty, 0.0, s.presence_penalty)
+            yield lib.llama_sampler_init_penalties(
+                n_vocab, 64, s.repeat_penalty, s.frequency_penalty, s.presence_penalty
+            )
         if s.top_p < 1.0:
             yield lib.llama_sampler_init_top_p(s.top_p, 1)
         if s.min_p > 0:

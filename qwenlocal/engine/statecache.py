@@ -29,6 +29,7 @@ class StateCache:
         self.live: list[int] = []
         self.checkpoints: list[Checkpoint] = []
         self._exact = True  # False after an interruption: the context may hold more than `live`
+        self.stash = None  # a PromptCache (the server sets one): other conversations, kept whole
 
     def _memory(self):
         return self._lib.llama_get_memory(self._ctx)
@@ -59,6 +60,13 @@ class StateCache:
         if common == len(self.live) and self._exact:  # the context ends where the new prompt goes on
             return common
         best = next((c for c in reversed(self.checkpoints) if c.n_tokens <= common), None)
+        if self.stash is not None:  # another conversation: keep this one, go on from a kept one
+            saved = self.stash.longest(tokens)
+            if saved is not None and len(saved.tokens) > (best.n_tokens if best else 0):
+                self.stash.save(self)
+                return self.stash.restore(self, saved)
+            if best is None:
+                self.stash.save(self)
         if best is None:
             self.reset()
             return 0

@@ -1,0 +1,80 @@
+"""`qwenlocal serve`: an OpenAI-compatible server that keeps the model loaded."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .options import (
+    Ctx,
+    GpuLayers,
+    MaxTokens,
+    Model,
+    Offline,
+    Pull,
+    Seed,
+    Temperature,
+    Think,
+    ThinkBudget,
+    Threads,
+    settings,
+    terminal,
+)
+
+DEFAULT_PORT = 11435  # server/main.py's, spelled here so --help does not import the server
+
+
+def serve(
+    context: typer.Context,
+    model: Model = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on. Anything but loopback needs --api-key.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", "-p", help="Port to listen on (0: any free one).")
+    ] = DEFAULT_PORT,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key", envvar="QWENLOCAL_API_KEY", help="Require this key (Authorization: Bearer KEY)."
+        ),
+    ] = None,
+    max_queue: Annotated[
+        int,
+        typer.Option("--max-queue", min=0, help="Requests that may wait for the one answering (then 429)."),
+    ] = 8,
+    cache_ram: Annotated[
+        int,
+        typer.Option(
+            "--cache-ram", min=0, help="MiB of RAM for other conversations' saved states (0: none)."
+        ),
+    ] = 1024,
+    think: Think = None,
+    think_budget: ThinkBudget = None,
+    max_tokens: MaxTokens = None,
+    temperature: Temperature = None,
+    seed: Seed = None,
+    ctx: Ctx = None,
+    threads: Threads = None,
+    gpu_layers: GpuLayers = None,
+    pull: Pull = None,
+    offline: Offline = False,
+) -> None:
+    """Serve the model over an OpenAI-compatible API (/v1/chat/completions, /v1/models, /health).
+
+    Examples: qwenlocal serve; qwenlocal serve -m 4b --ctx 32768;
+    qwenlocal serve --host 0.0.0.0 --api-key "$KEY"
+    """
+    from ..server.main import Server, check_bind
+    from .loading import locate
+
+    term = terminal(context)
+    flags = dict(model=model, think=think, think_budget=think_budget, max_tokens=max_tokens)
+    flags.update(
+        temperature=temperature, seed=seed, ctx=ctx, threads=threads, gpu_layers=gpu_layers, pull=pull
+    )
+    chosen = settings(offline=offline, **flags)
+    check_bind(host, api_key)
+    located = locate(term, chosen)
+    Server(term, chosen, located, host, port, api_key, max_queue, cache_ram).run()

@@ -1,0 +1,7 @@
+"""`qwenlocal serve`: an OpenAI-compatible HTTP server over one loaded model.
+
+openai.py reads a request into our messages, tools and GenerateOptions; reply.py turns the
+engine's events into OpenAI's chunks and completions; worker.py runs one generation at a time in
+a thread; app.py holds the Starlette routes; promptcache.py keeps a few conversations' states.
+Nothing here is imported by the CLI until `serve` runs.
+"""

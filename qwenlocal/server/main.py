@@ -1,0 +1,122 @@
+"""Serving: bind the socket, start uvicorn, load the model in the worker thread meanwhile (503 until
+it is loaded), stop cleanly on Ctrl-C or SIGTERM (uvicorn's handlers: in-flight answers get a few
+seconds, then are cancelled, which stops their generation)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import ExitCode, QwenlocalError
+from ..hardware import Choice
+from ..terminal import Terminal
+
+DEFAULT_PORT = 11435  # beside Ollama's 11434
+
+
+def loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, api_key: str | None) -> None:
+    if not loopback(host) and not api_key:
+        raise QwenlocalError(
+            f"serving on {host} without an API key would let anyone on the network use this machine",
+            hint="add --api-key KEY (or QWENLOCAL_API_KEY), or serve on 127.0.0.1",
+            code=ExitCode.USAGE,
+        )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, or a one-line error (a port in use, a host that is not here)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, _, _, _, address = infos[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as error:
+        raise QwenlocalError(
+            f"cannot listen on {host}:{port}: {error.strerror or error}",
+            hint="another server may be using the port: choose another with --port",
+            code=ExitCode.USAGE,
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+class Server:
+    """A bound, not yet running server: `run()` serves until stopped (`stop()`, a signal)."""
+
+    def __init__(
+        self,
+        term: Terminal,
+        settings: Settings,
+        located: tuple[Choice, Path, str],
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        api_key: str | None = None,
+        max_queue: int = 8,
+        cache_mib: int = 1024,
+    ) -> None:
+        import uvicorn
+
+        from .app import ServerState, build_app
+        from .worker import Worker
+
+        self.term, self.located, self.cache_mib = term, located, cache_mib
+        _, path, label = located
+        self.socket = bind(host, port)
+        self.host, self.port = host, self.socket.getsockname()[1]
+        self.state = ServerState(label, path, settings, api_key, Worker(max_queue))
+        self.state.load = self._load
+        config = uvicorn.Config(
+            build_app(self.state),
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=3,
+            lifespan="on",
+        )
+        self.uvicorn = uvicorn.Server(config)
+        self.failed: list[QwenlocalError] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}"
+
+    def _load(self) -> None:
+        from ..loader import load
+
+        choice, path, label = self.located
+        try:
+            loaded = load(self.state.settings, choice, path, label)
+        except QwenlocalError as error:
+            self.failed.append(error)
+            self.uvicorn.should_exit = True
+            return
+        for message in loaded.warnings:
+            self.term.warn(message)
+        if self.cache_mib:
+            from ..engine.promptcache import PromptCache
+
+            model = loaded.engine.model
+            model.cache.stash = PromptCache(model.lib, model.ctx, self.cache_mib << 20)
+        self.state.loaded = loaded
+        self.term.warn(f"ready: {label}, a context of {loaded.engine.n_ctx} tokens")
+
+    def run(self) -> None:
+        self.term.warn(f"serving {self.state.label} on {self.url}/v1 (loading the model; Ctrl-C stops)")
+        self.uvicorn.run(sockets=[self.socket])
+        if self.failed:
+            raise self.failed[0]
+
+    def stop(self) -> None:
+        self.uvicorn.should_exit = True

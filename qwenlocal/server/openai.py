@@ -1,0 +1,212 @@
+"""An OpenAI chat-completions request read into what the engine takes: messages for the chat
+template, tools, GenerateOptions. Anything malformed is an ApiError (OpenAI's error shape) that
+names the parameter, never a traceback or a silent default."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from ..engine import GenerateOptions
+
+ROLES = {"system", "user", "assistant", "tool", "developer"}
+
+
+class ApiError(Exception):
+    """An error answered in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
+
+    TYPES = {401: "authentication_error", 404: "not_found_error", 429: "rate_limit_error"}
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+
+    def body(self) -> dict:
+        kind = self.TYPES.get(self.status, "server_error" if self.status >= 500 else "invalid_request_error")
+        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: list[dict]
+    options: GenerateOptions
+    tools: list[dict] | None
+    stream: bool
+    include_usage: bool
+
+
+def bad(message: str, param: str | None = None) -> ApiError:
+    return ApiError(400, message, param)
+
+
+def parse_request(body: object, defaults: Callable[[bool | None], GenerateOptions]) -> ChatRequest:
+    """`defaults(think)`: the loaded model's options with thinking on, off, or (None) its default."""
+    if not isinstance(body, dict):
+        raise bad("the request body must be a JSON object")
+    if body.get("n", 1) != 1:
+        raise bad("only n=1 is supported: one answer per request", "n")
+    options = defaults(thinking(body))
+    options = replace(
+        options,
+        sampling=sampling(body, options.sampling),
+        max_tokens=_number(body, "max_completion_tokens", int, 1) or _number(body, "max_tokens", int, 1),
+        seed=_number(body, "seed", int),
+        stop=stops(body.get("stop")),
+    )
+    if options.max_tokens is None:  # keep the server's own --max-tokens, if any
+        options = replace(options, max_tokens=defaults(options.think).max_tokens)
+    options = replace(options, ignore_eos=_flag(body, "ignore_eos"))  # llama-server's; benchmarks
+    budget = _number(body, "think_budget", int, 0)  # qwenlocal's own: reasoning tokens (0: none)
+    if budget is not None:
+        options = replace(options, think_budget=budget or None)
+    stream = _flag(body, "stream")
+    stream_options = body.get("stream_options") or {}
+    if not isinstance(stream_options, dict):
+        raise bad("stream_options must be an object", "stream_options")
+    include_usage = bool(stream_options.get("include_usage"))
+    return ChatRequest(messages(body.get("messages")), options, tools(body), stream, include_usage)
+
+
+def thinking(body: dict) -> bool | None:
+    """Per request: `chat_template_kwargs.enable_thinking` (vLLM, llama-server), or
+    `reasoning_effort` ("none" turns it off, any other effort on); None: the model's default."""
+    kwargs = body.get("chat_template_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise bad("chat_template_kwargs must be an object", "chat_template_kwargs")
+    if "enable_thinking" in kwargs:
+        if not isinstance(kwargs["enable_thinking"], bool):
+            raise bad("enable_thinking must be true or false", "chat_template_kwargs.enable_thinking")
+        return kwargs["enable_thinking"]
+    effort = body.get("reasoning_effort")
+    if effort is None:
+        return None
+    if effort not in ("none", "minimal", "low", "medium", "high"):
+        raise bad("reasoning_effort must be none, minimal, low, medium or high", "reasoning_effort")
+    return effort != "none"
+
+
+def sampling(body: dict, base):
+    """The model card's sampling with what the request sets."""
+    changes = {
+        "temperature": _number(body, "temperature", float, 0.0, 2.0),
+        "top_p": _number(body, "top_p", float, 0.0, 1.0),
+        "top_k": _number(body, "top_k", int, 0),
+        "min_p": _number(body, "min_p", float, 0.0, 1.0),
+        "presence_penalty": _number(body, "presence_penalty", float, -2.0, 2.0),
+        "frequency_penalty": _number(body, "frequency_penalty", float, -2.0, 2.0),
+        "repeat_penalty": _number(body, "repeat_penalty", float, 0.0),
+    }
+    return replace(base, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _number(body: dict, name: str, kind: type, low: float | None = None, high: float | None = None):
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise bad(f"{name} must be a number", name)
+    if kind is int and value != int(value):
+        raise bad(f"{name} must be an integer", name)
+    if (low is not None and value < low) or (high is not None and value > high):
+        span = f"at least {low}" if high is None else f"between {low} and {high}"
+        raise bad(f"{name} must be {span}, not {value}", name)
+    return kind(value)
+
+
+def _flag(body: dict, name: str) -> bool:
+    value = body.get(name, False)
+    if value is not None and not isinstance(value, bool):
+        raise bad(f"{name} must be true or false", name)
+    return bool(value)
+
+
+def stops(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value) or len(value) > 16:
+        raise bad("stop must be a string or a list of at most 16 strings", "stop")
+    return tuple(s for s in value if s)
+
+
+def messages(raw: object) -> list[dict]:
+    if not isinstance(raw, list) or not raw:
+        raise bad("messages must be a non-empty array", "messages")
+    return [message(m, i) for i, m in enumerate(raw)]
+
+
+def message(raw: object, i: int) -> dict:
+    where = f"messages[{i}]"
+    if not isinstance(raw, dict) or raw.get("role") not in ROLES:
+        raise bad(f"{where} needs a role: one of {', '.join(sorted(ROLES))}", f"{where}.role")
+    role = "system" if raw["role"] == "developer" else raw["role"]
+    out = {"role": role, "content": content(raw.get("content"), where)}
+    if role == "assistant":
+        if isinstance(raw.get("reasoning_content"), str):
+            out["reasoning_content"] = raw["reasoning_content"]
+        if raw.get("tool_calls"):
+            out["tool_calls"] = [call(c, f"{where}.tool_calls[{k}]") for k, c in enumerate(raw["tool_calls"])]
+    if role == "tool" and isinstance(raw.get("tool_call_id"), str):
+        out["tool_call_id"] = raw["tool_call_id"]
+    return out
+
+
+def content(value: object, where: str) -> str:
+    """A message's text: a string, or the text parts of a list joined."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    if not isinstance(value, list):
+        raise bad(f"{where}.content must be a string or an array of parts", f"{where}.content")
+    texts = []
+    for k, part in enumerate(value):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "image_url":
+            image_part(part, f"{where}.content[{k}]")
+        else:
+            raise bad(f"{where}.content[{k}] must be a text or image_url part", f"{where}.content[{k}]")
+    return "\n".join(texts)
+
+
+def image_part(part: dict, where: str) -> dict:
+    """An `image_url` part (a data: URI) as the chat template's image part. This branch has no
+    image input: the images branch makes it `{"type": "image", "image": images.load(data, name)}`."""
+    raise bad("this server has no image support", where)
+
+
+def call(raw: object, where: str) -> dict:
+    """An assistant's earlier tool call, with its JSON-text arguments as the object the template
+    writes out parameter by parameter."""
+    function = raw.get("function") if isinstance(raw, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise bad(f"{where} needs function.name", where)
+    arguments = function.get("arguments") or {}
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            raise bad(
+                f"{where}.function.arguments is not valid JSON", f"{where}.function.arguments"
+            ) from None
+    if not isinstance(arguments, dict):
+        raise bad(f"{where}.function.arguments must be a JSON object", f"{where}.function.arguments")
+    return {"type": "function", "function": {"name": function["name"], "arguments": arguments}}
+
+
+def tools(body: dict) -> list[dict] | None:
+    """The function tools offered; `tool_choice: "none"` offers none."""
+    raw = body.get("tools")
+    if not raw or body.get("tool_choice") == "none":
+        return None
+    if not isinstance(raw, list):
+        raise bad("tools must be an array", "tools")
+    for k, tool in enumerate(raw):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or tool.get("type", "function") != "function":
+            raise bad(f"tools[{k}] must be a function tool", f"tools[{k}]")
+        if not isinstance(function.get("name"), str) or not function["name"]:
+            raise bad(f"tools[{k}].function needs a name", f"tools[{k}].function.name")
+    return raw

@@ -1,0 +1,73 @@
+"""`qwenlocal serve` as a process, as a user starts it: `qwenlocal run` answers through it (with
+--server and found on its own), --no-server loads the model itself, SIGTERM stops it cleanly, and
+serving off loopback without a key is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+from qwenlocal.errors import ExitCode
+from qwenlocal.testing.server import wait_until_ready
+from tests.conftest import ANSWER
+
+
+def start(*args: str) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qwenlocal", "serve", *args], stderr=subprocess.PIPE, env=dict(os.environ)
+    )
+    first = process.stderr.readline().decode()
+    url = re.search(r"on (http://\S+)/v1", first)
+    assert url, first
+    return process, url[1]
+
+
+def test_run_answers_through_a_running_server(cli, answer_model, long_think_model):
+    server, url = start("-m", str(answer_model), "--port", "0", "--ctx", "2048", "--no-think")
+    try:
+        health = wait_until_ready(url)
+        assert health["qwenlocal"]["path"] == str(answer_model.resolve())
+        result = cli("run", "-m", str(answer_model), "--no-think", "--server", url, "hi")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.decode() == ANSWER + "\n"
+        # --json says which answered (the default port, where a server is found without --server,
+        # is left alone here: it may be in use on this machine)
+        named = cli("run", "-m", str(answer_model), "--no-think", "--server", url, "--json", "hi")
+        payload = json.loads(named.stdout)
+        assert payload["answer"] == ANSWER and payload["model"].endswith("(server)")
+        assert payload["stats"]["load_s"] == 0 and payload["stats"]["generated_tokens"] > 0
+        # a server for another file is not used for this one
+        other = cli("run", "-m", str(long_think_model), "--server", url, "hi")
+        assert (
+            other.returncode == ExitCode.ERROR and f"serves {answer_model.resolve()}" in other.stderr.decode()
+        )
+        # --no-server: loaded here
+        local = cli("run", "-m", str(answer_model), "--no-think", "--no-server", "--json", "hi")
+        assert local.returncode == 0 and not json.loads(local.stdout)["model"].endswith("(server)")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=60)
+    assert server.returncode == ExitCode.TERMINATED
+    assert "Traceback" not in err.decode() and "terminated" in err.decode()
+
+
+def test_serving_off_loopback_needs_a_key(cli, answer_model):
+    result = cli("serve", "-m", str(answer_model), "--host", "0.0.0.0")
+    assert result.returncode == ExitCode.USAGE
+    assert "--api-key" in result.stderr.decode() and "Traceback" not in result.stderr.decode()
+
+
+def test_a_port_in_use_is_one_line(cli, answer_model):
+    server, url = start("-m", str(answer_model), "--port", "0", "--ctx", "2048")
+    try:
+        port = url.rsplit(":", 1)[1]
+        result = cli("serve", "-m", str(answer_model), "--port", port)
+        assert result.returncode == ExitCode.USAGE
+        assert f"cannot listen on 127.0.0.1:{port}" in result.stderr.decode()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=60)
