@@ -4,6 +4,7 @@ models whose greedy reply is known."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -257,3 +258,38 @@ def test_curl_streams_server_sent_events(server):
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == ANSWER
+
+
+def test_an_image_url_is_seen_through_the_projector(models_dir, tmp_path, answer_model):
+    """image_url data URIs go through libmtmd like `run --image`; a bad image and a server
+    without a projector are 400s that say why."""
+    from qwenlocal.testing import projectors
+
+    model = ggufs.write_scripted(models_dir / "serve-vision.gguf", {"\n\n": "A red square."})
+    mmproj = projectors.write_projector(models_dir / "serve-mmproj.gguf")
+    png = projectors.write_png(tmp_path / "red.png", 128, 128, (220, 20, 20)).read_bytes()
+
+    def ask(client, data: bytes):
+        url = "data:image/png;base64," + base64.b64encode(data).decode()
+        parts = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "What is it?"}]
+        return client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": parts}], max_tokens=8, extra_body=NO_THINK
+        )
+
+    with serving(model, mmproj=mmproj) as running:
+        client = openai.OpenAI(base_url=f"{running.url}/v1", api_key="unused", max_retries=0)
+        seen = ask(client, png)
+        plain = client.chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": "What is it?"}],
+            max_tokens=8,
+            extra_body=NO_THINK,
+        )
+        assert seen.choices[0].message.content == "A red square."
+        assert seen.usage.prompt_tokens > plain.usage.prompt_tokens + 4  # the image's positions
+        with pytest.raises(openai.BadRequestError, match="corrupt or truncated PNG"):
+            ask(client, png[: len(png) // 2])
+    with serving(answer_model) as running:
+        client = openai.OpenAI(base_url=f"{running.url}/v1", api_key="unused", max_retries=0)
+        with pytest.raises(openai.BadRequestError, match="without a vision projector"):
+            ask(client, png)

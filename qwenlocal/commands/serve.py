@@ -9,7 +9,9 @@ import typer
 from .options import (
     Ctx,
     GpuLayers,
+    ImageTokens,
     MaxTokens,
+    Mmproj,
     Model,
     Offline,
     Pull,
@@ -60,6 +62,12 @@ def serve(
     gpu_layers: GpuLayers = None,
     pull: Pull = None,
     offline: Offline = False,
+    vision: Annotated[
+        bool,
+        typer.Option("--vision", help="Load the vision projector: requests may send images (data: URIs)."),
+    ] = False,
+    image_tokens: ImageTokens = None,
+    mmproj: Mmproj = None,
 ) -> None:
     """Serve the model over an OpenAI-compatible API (/v1/chat/completions, /v1/models, /health).
 
@@ -67,14 +75,17 @@ def serve(
     qwenlocal serve --host 0.0.0.0 --api-key "$KEY"
     """
     from ..server.main import Server, check_bind
-    from .loading import locate
+    from .loading import locate, projector_path
 
     term = terminal(context)
     flags = dict(model=model, think=think, think_budget=think_budget, max_tokens=max_tokens)
     flags.update(
         temperature=temperature, seed=seed, ctx=ctx, threads=threads, gpu_layers=gpu_layers, pull=pull
     )
+    flags.update(image_tokens=image_tokens, mmproj=mmproj)
     chosen = settings(offline=offline, **flags)
     check_bind(host, api_key)
-    located = locate(term, chosen)
-    Server(term, chosen, located, host, port, api_key, max_queue, cache_ram).run()
+    vision = vision or mmproj is not None
+    located = locate(term, chosen, vision)
+    projector = projector_path(term, chosen, located[0]) if vision else None
+    Server(term, chosen, located, host, port, api_key, max_queue, cache_ram, projector).run()

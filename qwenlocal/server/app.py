@@ -72,7 +72,7 @@ def api_error(error: BaseException) -> ApiError:
         hint = f" ({error.hint})" if error.hint else ""
         if error.code == ExitCode.CONTEXT_OVERFLOW:
             return ApiError(400, error.message + hint, "messages", "context_length_exceeded")
-        if error.code == ExitCode.BAD_INPUT:
+        if error.code in (ExitCode.BAD_INPUT, ExitCode.USAGE):  # a bad image, or none can be seen
             return ApiError(400, error.message + hint, "messages")
         return ApiError(500, error.message + hint)
     return ApiError(500, f"internal error: {type(error).__name__}: {error}")

@@ -66,13 +66,14 @@ class Server:
         api_key: str | None = None,
         max_queue: int = 8,
         cache_mib: int = 1024,
+        mmproj: Path | None = None,
     ) -> None:
         import uvicorn
 
         from .app import ServerState, build_app
         from .worker import Worker
 
-        self.term, self.located, self.cache_mib = term, located, cache_mib
+        self.term, self.located, self.cache_mib, self.mmproj = term, located, cache_mib, mmproj
         _, path, label = located
         self.socket = bind(host, port)
         self.host, self.port = host, self.socket.getsockname()[1]
@@ -97,7 +98,7 @@ class Server:
 
         choice, path, label = self.located
         try:
-            loaded = load(self.state.settings, choice, path, label)
+            loaded = load(self.state.settings, choice, path, label, self.mmproj)
         except QwenlocalError as error:
             self.failed.append(error)
             self.uvicorn.should_exit = True
@@ -107,8 +108,8 @@ class Server:
         if self.cache_mib:
             from ..engine.promptcache import PromptCache
 
-            model = loaded.engine.model
-            model.cache.stash = PromptCache(model.lib, model.ctx, self.cache_mib << 20)
+            engine = loaded.engine
+            engine.cache.stash = PromptCache(engine.model.lib, engine.model.ctx, self.cache_mib << 20)
         self.state.loaded = loaded
         self.term.warn(f"ready: {label}, a context of {loaded.engine.n_ctx} tokens")
 

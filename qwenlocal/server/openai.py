@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ..engine import GenerateOptions
+from ..errors import QwenlocalError
 
 ROLES = {"system", "user", "assistant", "tool", "developer"}
 
@@ -153,28 +154,47 @@ def message(raw: object, i: int) -> dict:
     return out
 
 
-def content(value: object, where: str) -> str:
-    """A message's text: a string, or the text parts of a list joined."""
+def content(value: object, where: str) -> str | list[dict]:
+    """A message's content: a string, the text parts of a list joined, or (with images) the
+    chat template's parts."""
     if value is None or isinstance(value, str):
         return value or ""
     if not isinstance(value, list):
         raise bad(f"{where}.content must be a string or an array of parts", f"{where}.content")
-    texts = []
+    texts, pictures = [], []
     for k, part in enumerate(value):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text" and isinstance(part.get("text"), str):
             texts.append(part["text"])
         elif kind == "image_url":
-            image_part(part, f"{where}.content[{k}]")
+            pictures.append(image_part(part, f"{where}.content[{k}]"))
         else:
             raise bad(f"{where}.content[{k}] must be a text or image_url part", f"{where}.content[{k}]")
-    return "\n".join(texts)
+    from ..images import with_images
+
+    return with_images("\n".join(texts), pictures)
 
 
-def image_part(part: dict, where: str) -> dict:
-    """An `image_url` part (a data: URI) as the chat template's image part. This branch has no
-    image input: the images branch makes it `{"type": "image", "image": images.load(data, name)}`."""
-    raise bad("this server has no image support", where)
+def image_part(part: dict, where: str):
+    """An `image_url` part (a base64 data: URI) as an Image, checked as images are everywhere
+    (qwenlocal.images.load: a bad one is a 400 with the reason)."""
+    import base64
+    import binascii
+
+    from ..images import load
+
+    image_url = part.get("image_url")
+    url = image_url.get("url") if isinstance(image_url, dict) else image_url
+    if not isinstance(url, str) or not url.startswith("data:") or ";base64," not in url:
+        raise bad(f"{where}.image_url.url must be a data: URI with base64 data (no fetching)", where)
+    try:
+        data = base64.b64decode(url.split(";base64,", 1)[1], validate=True)
+    except (binascii.Error, ValueError):
+        raise bad(f"{where}.image_url.url holds invalid base64", where) from None
+    try:
+        return load(data, where)
+    except QwenlocalError as error:
+        raise bad(f"{error.message} ({error.hint})" if error.hint else error.message, where) from None
 
 
 def call(raw: object, where: str) -> dict:

@@ -35,9 +35,11 @@ def serving(
     max_queue: int = 8,
     cache_mib: int = 0,
     ready: bool = True,
+    mmproj: Path | None = None,
     **settings,
 ) -> Iterator:
-    """A running server for the GGUF `model`; `ready=False` does not load it (503 for ever)."""
+    """A running server for the GGUF `model` (and its projector `mmproj`); `ready=False` does not
+    load it (503 for ever)."""
     from ..config import Settings
     from ..loader import plan
     from ..server.main import Server
@@ -45,7 +47,7 @@ def serving(
 
     chosen = Settings(model=str(model), ctx=ctx, **settings)
     term = Terminal(io.StringIO(), io.StringIO(), io.StringIO())
-    server = Server(term, chosen, plan(chosen), "127.0.0.1", 0, api_key, max_queue, cache_mib)
+    server = Server(term, chosen, plan(chosen), "127.0.0.1", 0, api_key, max_queue, cache_mib, mmproj)
     if not ready:
         server.state.load = None
     thread = threading.Thread(target=server.run, name="qwenlocal-test-server", daemon=True)
