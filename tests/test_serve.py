@@ -118,7 +118,7 @@ def test_bad_requests_are_400_in_openai_shape(client, server):
     assert error.value.body["param"] == "messages"
     with pytest.raises(openai.BadRequestError, match="temperature must be between"):
         client.chat.completions.create(model="any", messages=HI, temperature=9)
-    with pytest.raises(openai.BadRequestError, match="no image support"):
+    with pytest.raises(openai.BadRequestError, match="corrupt or truncated PNG"):
         image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
         client.chat.completions.create(model="any", messages=[{"role": "user", "content": [image]}])
     raw = httpx.post(f"{server.url}/v1/chat/completions", content=b"{not json")

@@ -108,8 +108,8 @@ class Server:
         if self.cache_mib:
             from ..engine.promptcache import PromptCache
 
-            engine = loaded.engine
-            engine.cache.stash = PromptCache(engine.model.lib, engine.model.ctx, self.cache_mib << 20)
+            cache, model = loaded.engine.cache, loaded.engine.model  # `cache` creates the context
+            cache.stash = PromptCache(model.lib, model.ctx, self.cache_mib << 20)
         self.state.loaded = loaded
         self.term.warn(f"ready: {label}, a context of {loaded.engine.n_ctx} tokens")
 
