@@ -112,16 +112,18 @@ def test_injection_through_stdin_end_to_end(cli, answer_model):
 def test_fifty_mebibytes_of_stdin_are_refused_in_bounded_memory(random_model, tmp_path):
     data = tmp_path / "big.txt"
     data.write_bytes(b"All work and no play makes Jack a dull boy.\n" * (50 * 1024 * 1024 // 44))
+    # A small launcher starts it: Linux carries a parent's peak RSS into its forked children's
+    # (through exec), and the test process itself may be large by now.
+    launcher = (
+        "import json, os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL); "
+        "_, status, usage = os.wait4(p.pid, 0); print(json.dumps([status, usage.ru_maxrss]))"
+    )
+    command = [sys.executable, "-m", "qwenlocal", "run", "--model", str(random_model), "--ctx", "4096", "go"]
     with data.open("rb") as stdin:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "qwenlocal", "run", "--model", str(random_model), "--ctx", "4096", "go"],
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        err = proc.stderr.read().decode()
-        _, status, usage = os.wait4(proc.pid, 0)
+        done = subprocess.run([sys.executable, "-c", launcher, *command], stdin=stdin, capture_output=True)
+    err = done.stderr.decode()
+    status, maxrss_kb = json.loads(done.stdout)
     assert os.waitstatus_to_exitcode(status) == ExitCode.CONTEXT_OVERFLOW, err
     assert err.startswith("qwenlocal: error: the prompt is about ") and err.count("\n") == 1
-    peak_mb = usage.ru_maxrss / 1024
+    peak_mb = maxrss_kb / 1024
     assert peak_mb < 1200, f"peak RSS {peak_mb:.0f} MB to refuse 50 MiB of stdin"

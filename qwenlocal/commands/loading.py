@@ -16,8 +16,7 @@ from ..terminal import Terminal
 
 def open_model(term: Terminal, settings: Settings, vision: bool = False) -> Loaded:
     """The model, and with `vision` its projector (both asked for and fetched before loading)."""
-    choice, path, label = locate(term, settings, vision)
-    mmproj = projector_path(term, settings, choice) if vision else None
+    choice, path, label, mmproj = locate(term, settings, vision)
     with term.loading("Loading model"):
         loaded = load(settings, choice, path, label, mmproj)
     for message in loaded.warnings:
@@ -64,14 +63,17 @@ def open_model_or_server(
     return open_model(term, settings, vision)
 
 
-def locate(term: Terminal, settings: Settings, vision: bool = False) -> tuple[Choice, Path, str]:
-    """What to load and its file, downloaded first if need be (and allowed)."""
+def locate(term: Terminal, settings: Settings, vision: bool = False) -> tuple[Choice, Path, str, Path | None]:
+    """What to load, its file and (with `vision`) its projector's, downloaded first if need be
+    (and allowed). The projector is asked for first: `pull SIZE --vision`, which its refusal
+    names, fetches the model too."""
     choice, path, label = plan(settings, vision=vision)
+    mmproj = projector_path(term, settings, choice) if vision else None
     if path is None:
         if not _may_download(term, choice, settings.pull):
             raise not_downloaded(choice)
         path = fetch(term, choice.model, choice.quant)
-    return choice, path, label
+    return choice, path, label, mmproj
 
 
 def _may_download(term: Terminal, choice, allow: bool, quant=None) -> bool:

@@ -75,7 +75,7 @@ def serve(
     qwenlocal serve --host 0.0.0.0 --api-key "$KEY"
     """
     from ..server.main import Server, check_bind
-    from .loading import locate, projector_path
+    from .loading import locate
 
     term = terminal(context)
     flags = dict(model=model, think=think, think_budget=think_budget, max_tokens=max_tokens)
@@ -86,6 +86,5 @@ def serve(
     chosen = settings(offline=offline, **flags)
     check_bind(host, api_key)
     vision = vision or mmproj is not None
-    located = locate(term, chosen, vision)
-    projector = projector_path(term, chosen, located[0]) if vision else None
-    Server(term, chosen, located, host, port, api_key, max_queue, cache_ram, projector).run()
+    *located, projector = locate(term, chosen, vision)
+    Server(term, chosen, tuple(located), host, port, api_key, max_queue, cache_ram, projector).run()
