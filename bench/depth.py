@@ -19,6 +19,8 @@ from pathlib import Path
 from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
 
+from .report import replace_section
+
 HEADING = "Speed at depth"
 DEPTHS = (16384, 65536)
 DOCUMENT = 32768
@@ -152,11 +154,4 @@ def section(results: list[DepthResult], args, targets: dict) -> list[str]:
 
 def splice(report: str, lines: list[str]) -> str:
     """`report` with its depth section replaced by `lines`, or them added at its end."""
-    old = report.splitlines()
-    if not any(line.startswith(HEADING) for line in old):
-        return report.rstrip("\n") + "\n\n" + "\n".join(lines)
-    start = next(i for i, line in enumerate(old) if line.startswith(HEADING))
-    end = start + 1
-    while end < len(old) and (not old[end] or old[end].startswith(("|", "- "))):
-        end += 1
-    return "\n".join(old[:start] + lines + old[end:]).rstrip("\n") + "\n"
+    return replace_section(report, HEADING, lines, ("|", "- ")).rstrip("\n") + "\n"

@@ -24,6 +24,8 @@ import httpx
 from qwenlocal.engine import GenerateOptions
 from qwenlocal.testing.server import serving
 
+from .report import replace_section
+
 HEADING = "Server: time to first token"
 NO_THINK = {"chat_template_kwargs": {"enable_thinking": False}}
 
@@ -134,11 +136,4 @@ def section(rows: list[dict], args) -> list[str]:
 
 def splice(report: str, lines: list[str]) -> str:
     """`report` with its server section (heading, table, overhead lines) replaced, or appended."""
-    old = report.splitlines()
-    if not any(line.startswith(HEADING) for line in old):
-        return report.rstrip("\n") + "\n\n" + "\n".join(lines)
-    start = next(i for i, line in enumerate(old) if line.startswith(HEADING))
-    end = start + 1
-    while end < len(old) and (not old[end] or old[end].startswith(("|", "Server overhead"))):
-        end += 1
-    return "\n".join(old[:start] + lines + old[end:]) + "\n"
+    return replace_section(report, HEADING, lines, ("|", "Server overhead"))
