@@ -103,7 +103,7 @@ def run_llama_bench(
     `gen` tokens of decode after `depth` tokens already in the context (not timed)."""
     out = subprocess.run(
         [str(binary), "-m", str(model), "-p", str(prompt), "-n", str(gen), "-d", str(depth), "-t", str(threads),
-         "-r", str(SAMPLES), "-o", "json"],
+         "-r", str(SAMPLES), "-o", "json", *llama_bench.same_buffers()],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     (row,) = json.loads(out.stdout)

@@ -19,6 +19,7 @@ from pathlib import Path
 from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
 
+from . import llama_bench
 from .report import replace_section
 
 HEADING = "Speed at depth"
@@ -50,7 +51,7 @@ def llama_bench_at(binary: Path, model: Path, threads: int, pp: int, tg: int, de
     """llama-bench's (prefill, decode) tok/s at `depth`: its best of `reps` repetitions."""
     out = subprocess.run(
         [str(binary), "-m", str(model), "-p", str(pp), "-n", str(tg), "-d", str(depth), "-t", str(threads),
-         "-r", str(reps), "-o", "json"],
+         "-r", str(reps), "-o", "json", *llama_bench.same_buffers()],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     rows = json.loads(out.stdout)

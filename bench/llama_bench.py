@@ -84,5 +84,15 @@ def build(jobs: int = 2, target: str = "llama-bench") -> Path:
     return binary
 
 
+def same_buffers(target: str = "llama-bench") -> list[str]:
+    """The flags that give a llama.cpp tool the weight buffers qwenlocal's engine uses: none of
+    llama.cpp's extra (AMX, repacked) buffers where its AMX code is miscompiled (engine/amx.py)."""
+    from qwenlocal.engine import amx_kernels_off
+
+    if amx_kernels_off() is None:
+        return []
+    return ["--repack", "0"] if target == "llama-bench" else ["--no-repack"]
+
+
 if __name__ == "__main__":
     print(build())

@@ -73,7 +73,8 @@ class MtmdCli:
     def __init__(self, binary: Path, model: Path, mmproj: Path, threads: int, tokens: int) -> None:
         self.proc = subprocess.Popen(
             [str(binary), "-m", str(model), "--mmproj", str(mmproj), "-t", str(threads), "-c", "4096",
-             "-n", "1", "--temp", "0", "--image-max-tokens", str(tokens), "--jinja"],
+             "-n", "1", "--temp", "0", "--image-max-tokens", str(tokens), "--jinja",
+             *llama_bench.same_buffers("llama-mtmd-cli")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self.buffer, self.arrived = b"", 0.0

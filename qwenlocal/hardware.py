@@ -46,6 +46,7 @@ class Hardware:
     gpu_offload: bool = False  # whether this llama.cpp build can offload to a GPU
     unified_memory: bool = False  # Apple silicon: the GPU shares the RAM
     system: str = ""
+    cpu_kernels_note: str | None = None  # e.g. why llama.cpp's AMX kernels are off (engine/amx.py)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -146,10 +147,11 @@ def detect(gpu_offload: bool | None = None) -> Hardware:
     vm = psutil.virtual_memory()
     threads, logical = _usable_threads()
     apple = sys.platform == "darwin" and platform.machine() == "arm64"
+    note = None
     if gpu_offload is None:
-        from .engine import gpu_offload_supported
+        from .engine import amx_kernels_off, gpu_offload_supported
 
-        gpu_offload = gpu_offload_supported()
+        gpu_offload, note = gpu_offload_supported(), amx_kernels_off()
     gpus = _nvidia_gpus()
     if apple:  # Metal may use about three quarters of unified memory
         gpus = (
@@ -164,6 +166,7 @@ def detect(gpu_offload: bool | None = None) -> Hardware:
         gpu_offload=gpu_offload,
         unified_memory=apple,
         system=f"{platform.system()} {platform.machine()}",
+        cpu_kernels_note=note,
     )
 
 

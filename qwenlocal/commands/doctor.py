@@ -77,6 +77,7 @@ def describe(data: dict) -> str:
         f"memory:   {_size(hw['available_ram'])} available of {_size(hw['total_ram'])}"
         + (" (unified)" if hw["unified_memory"] else ""),
         f"GPU:      {gpus or 'none detected'}",
+        *([f"note:     {hw['cpu_kernels_note']}"] if hw.get("cpu_kernels_note") else []),
         f"config:   {data['paths']['config']}",
         f"models:   {data['paths']['hf_cache']} (the Hugging Face cache)",
         "",

@@ -8,7 +8,7 @@ when a model is first loaded.
 from .base import Engine, GenerateOptions, LoadOptions, with_temperature
 from .generate import BUDGET_CLOSE
 from .llama import LlamaEngine
-from .llamacpp import check_gguf, gpu_offload_supported
+from .llamacpp import amx_kernels_off, check_gguf, gpu_offload_supported
 
 __all__ = [
     "BUDGET_CLOSE",
@@ -16,6 +16,7 @@ __all__ = [
     "GenerateOptions",
     "LlamaEngine",
     "LoadOptions",
+    "amx_kernels_off",
     "check_gguf",
     "gpu_offload_supported",
     "with_temperature",

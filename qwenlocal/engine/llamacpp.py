@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import ExitCode, QwenlocalError
+from .amx import amx_off, cpu_has_amx
 from .base import LoadOptions
 from .statecache import StateCache
 
@@ -82,6 +83,11 @@ def gpu_offload_supported() -> bool:
     return bool(llama_lib().llama_supports_gpu_offload())
 
 
+def amx_kernels_off() -> str | None:
+    """Why llama.cpp's AMX kernels stay off on this machine (amx.py), or None."""
+    return amx_off(llama_lib()) if cpu_has_amx() else None
+
+
 def check_gguf(path: Path) -> None:
     """Refuse what llama.cpp cannot load, before it tries: missing files and non-GGUF files."""
     if not path.exists():
@@ -138,6 +144,7 @@ class Model:
         # into a faster layout, and with mmap the original pages stay resident too (~40% of the
         # file held twice). The pick has already checked that the model fits in free RAM.
         mparams.load_mode = lib.LLAMA_LOAD_MODE_NONE
+        mparams.use_extra_bufts = amx_off(lib) is None  # see amx.py: a build whose AMX code crashes
         self.model = lib.llama_model_load_from_file(str(path).encode(), mparams)
         if not self.model:
             raise load_error(path)

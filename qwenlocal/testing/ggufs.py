@@ -304,6 +304,7 @@ def quantize(src: Path | str, dst: Path | str, ftype: str = "Q4_K_M", threads: i
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype}")
     params.nthread = threads
+    params.allow_requantize = True  # the vocabulary matrices of small test models are Q8_0 already
     if llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params) != 0:
         raise RuntimeError(f"quantizing {src} to {ftype} failed")
     return Path(dst)
