@@ -32,7 +32,7 @@ from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
 from qwenlocal.testing import ggufs
 
-from . import agent, depth, llama_bench, vision
+from . import agent, depth, filler, llama_bench, vision
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {"0.8b": ggufs.QWEN35_0_8B, "2b": ggufs.QWEN35_2B, "tiny": ggufs.Shape()}
@@ -62,9 +62,9 @@ def model_file(name: str) -> Path:
 
 
 def prompt_of(engine: LlamaEngine, n_tokens: int) -> list[dict]:
-    """A user message whose rendered prompt is exactly n_tokens (one token per "x" here)."""
-    overhead = len(engine.prompt_tokens([{"role": "user", "content": "x"}], False)) - 1
-    messages = [{"role": "user", "content": "x" * (n_tokens - overhead)}]
+    """A user message whose rendered prompt is exactly n_tokens."""
+    overhead = len(engine.prompt_tokens([{"role": "user", "content": filler(1)}], False)) - 1
+    messages = [{"role": "user", "content": filler(n_tokens - overhead)}]
     assert len(engine.prompt_tokens(messages, False)) == n_tokens
     return messages
 
@@ -81,6 +81,7 @@ class Result:
     turns: list[float] = field(default_factory=list)
     turns_no_reuse: list[float] = field(default_factory=list)
     agent_steps: list[float] = field(default_factory=list)  # time to first token of each agent step
+    agent_evaluated: list[int] = field(default_factory=list)  # prompt tokens each step evaluated
     peak_rss: int = 0
     rss_bound: int = 0  # the target: file + KV cache + recurrent state + 300 MB
 
@@ -126,7 +127,7 @@ def multi_turn(engine: LlamaEngine, turns: int, user_tokens: int, reuse: bool) -
     engine.cache.reset()
     ttfts = []
     for turn in range(turns):
-        messages.append({"role": "user", "content": f"Turn {turn}: " + "x" * user_tokens})
+        messages.append({"role": "user", "content": f"Turn {turn}:" + filler(user_tokens)})
         if not reuse:
             engine.cache.reset()
         done = list(engine.stream(messages, options))[-1]
@@ -143,7 +144,7 @@ def peak_rss(model: Path, n_ctx: int) -> int:
         "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(os.wait4(p.pid, 0)[2].ru_maxrss)"
     )
     command = [sys.executable, "-m", "qwenlocal", "run", "-m", str(model), "--ctx", str(n_ctx), "--max-tokens",
-               "32", "--no-think", "x" * 400]  # fmt: skip
+               "32", "--no-think", filler(400)]  # fmt: skip
     out = subprocess.run([sys.executable, "-c", helper, *command], capture_output=True, text=True, check=True)
     return int(out.stdout.strip()) * 1024
 
@@ -247,7 +248,9 @@ def bench_model(name: str, binary: Path, args) -> Result:
 def bench_agent(engine: LlamaEngine, name: str, result: Result, args) -> None:
     log(f"{name}: agent time to first token, {args.steps} steps, best of {args.agent_runs} runs")
     sampling = load().models[SPEC[name]].sampling(False)
-    result.agent_steps = agent.best_steps(engine, sampling, args.agent_runs, args.steps, args.turn_tokens)
+    result.agent_steps, result.agent_evaluated = agent.best_steps(
+        engine, sampling, args.agent_runs, args.steps, args.turn_tokens
+    )
 
 
 def only_agent(args) -> int:
@@ -268,6 +271,7 @@ def only_agent(args) -> int:
     for r in results:
         if r.name in known:
             known[r.name]["agent_steps"] = r.agent_steps
+            known[r.name]["agent_evaluated"] = r.agent_evaluated
         else:
             samples["models"].append(asdict(r))
     samples["agent_command"] = args.command

@@ -6,7 +6,10 @@ calls, so the engine generates each reply as usual (the compute of a real step) 
 then replaced by the next scripted call: a read_file of a new ~`step_tokens`-token module, whose
 result grows the prompt as a real run's do. Step 1 evaluates the system prompt, the tools and the
 task; each later step should evaluate only the last call and its result (state reuse), so its
-time to first token should stay near step 1's however long the history grows.
+time to first token should stay near step 1's however long the history grows. It still grows a
+little: each step reads its new tokens after a longer history, and attention over it costs more
+per token (llama-bench `-d` shows the same). The table's second row per model gives the tokens
+each step evaluated, which is what state reuse decides.
 
 Time to first token here is what a person watching the run waits for: from the loop's start of
 the step (which renders and counts the prompt for the context budget) to the first token.
@@ -67,54 +70,64 @@ class ScriptedCalls:  # an Engine (qwenlocal.engine.Engine)
         pass
 
 
-def module_text(index: int, n_tokens: int) -> str:
-    """Python-like source of about n_tokens tokens (~4 characters a token), different per index."""
-    lines, size = [], 0
-    for n in range(10_000):
-        line = f"def handler_{index}_{n}(request, limit={n}):\n    return request.items[:limit] + [{index}]\n"
-        lines.append(line)
-        size += len(line)
-        if size >= n_tokens * 4:
+def module_text(index: int, n_tokens: int, count) -> str:
+    """Python-like source of about n_tokens tokens as `count` (the model's tokenizer) counts them,
+    different per index."""
+    lines: list[str] = []
+    for n in range(100_000):
+        lines.append(
+            f"def handler_{index}_{n}(request, limit={n}):\n    return request.items[:limit] + [{index}]\n"
+        )
+        if n % 8 == 7 and count("".join(lines)) >= n_tokens:
             break
+    while len(lines) > 1 and count("".join(lines[:-1])) >= n_tokens:
+        lines.pop()
     return "".join(lines)
 
 
-def agent_steps(engine: LlamaEngine, sampling, steps: int, step_tokens: int) -> list[float]:
-    """One agent run of `steps` steps; the time to first token of each (seconds)."""
+def agent_steps(engine: LlamaEngine, sampling, steps: int, step_tokens: int) -> tuple[list[float], list[int]]:
+    """One agent run of `steps` steps: the time to first token of each (seconds), and the prompt
+    tokens each evaluated (not restored from the state of the step before)."""
     root = Path(tempfile.mkdtemp(prefix="qwenlocal-bench-agent-"))
     run = None
     try:
         (root / "src").mkdir()
         for i in range(steps):
-            (root / "src" / f"module{i}.py").write_text(module_text(i, step_tokens))
+            text = module_text(i, step_tokens, lambda t: len(engine.tokenize(t)))
+            (root / "src" / f"module{i}.py").write_text(text)
         calls = [tool_call("read_file", path=f"src/module{i}.py") for i in range(steps)]
         scripted = ScriptedCalls(engine, calls)
         options = GenerateOptions(sampling, max_tokens=32, ignore_eos=True, seed=1)
         begun: list[float] = []
         ttfts: list[float] = []
+        evaluated: list[int] = []
 
         def listen(event) -> None:
             if isinstance(event, StepStarted):
                 begun.append(time.perf_counter())
             elif isinstance(event, Done):
                 ttfts.append(scripted.started[-1] - begun[-1] + event.stats.ttft_s)
+                evaluated.append(event.stats.prompt_tokens - event.stats.reused_tokens)
 
         run = Run(root)
         workspace = Workspace(root, Shell(sandbox=False))
         agent = Agent(scripted, options, workspace, Approver(mode=YES), run, listen, Limits(max_steps=steps))
         engine.cache.reset()  # step 1 from an empty context, as a new run's
         agent.solve("Read every module in src/ and summarise what the handlers do.")
-        return ttfts
+        return ttfts, evaluated
     finally:
         shutil.rmtree(root, ignore_errors=True)
         if run is not None:
             shutil.rmtree(run.dir, ignore_errors=True)
 
 
-def best_steps(engine: LlamaEngine, sampling, runs: int, steps: int, step_tokens: int) -> list[float]:
-    """Each step's best time over `runs` runs (shared machines only ever slow a run down)."""
+def best_steps(
+    engine: LlamaEngine, sampling, runs: int, steps: int, step_tokens: int
+) -> tuple[list[float], list[int]]:
+    """Each step's best time over `runs` runs (shared machines only ever slow a run down), and the
+    tokens each step evaluated (the same in every run)."""
     samples = [agent_steps(engine, sampling, steps, step_tokens) for _ in range(runs)]
-    return [min(step) for step in zip(*samples, strict=True)]
+    return [min(step) for step in zip(*(ttfts for ttfts, _ in samples), strict=True)], samples[-1][1]
 
 
 def section(results, args, target: float) -> list[str]:
@@ -136,6 +149,9 @@ def section(results, args, target: float) -> list[str]:
         lines.append(
             f"| {r.name} | " + " | ".join(f"{t:.2f}s" for t in r.agent_steps) + f" | {ratio:.2f} {mark} |"
         )
+        if r.agent_evaluated:
+            counts = " | ".join(f"{n:,}" for n in r.agent_evaluated)
+            lines.append(f"| {r.name}, prompt tokens evaluated | {counts} | |")
     return lines + [""]
 
 

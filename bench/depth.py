@@ -19,7 +19,7 @@ from pathlib import Path
 from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
 
-from . import llama_bench
+from . import filler, llama_bench
 from .report import replace_section
 
 HEADING = "Speed at depth"
@@ -70,7 +70,7 @@ def ours_at(engine: LlamaEngine, options: GenerateOptions, prompt_of, depth: int
         decodes.append(done.stats.generate_tps)
         messages += [
             {"role": "assistant", "content": done.answer},
-            {"role": "user", "content": "x" * pp},
+            {"role": "user", "content": filler(pp)},
         ]
         done = list(engine.stream(messages, options))[-1]
         prefills.append(done.stats.prompt_tps)

@@ -24,6 +24,7 @@ import httpx
 from qwenlocal.engine import GenerateOptions
 from qwenlocal.testing.server import serving
 
+from . import filler
 from .report import replace_section
 
 HEADING = "Server: time to first token"
@@ -48,7 +49,7 @@ def conversations(url: str, clients: int, turns: int, user_tokens: int) -> list[
     ttfts: list[list[float]] = [[] for _ in range(clients)]
     for turn in range(turns):
         for c, messages in enumerate(talks):
-            messages.append({"role": "user", "content": f"Client {c} turn {turn}: " + "x" * user_tokens})
+            messages.append({"role": "user", "content": f"Client {c} turn {turn}:" + filler(user_tokens)})
             ttft, _, answer = stream(url, messages, 32)
             ttfts[c].append(ttft)
             messages.append({"role": "assistant", "content": answer})
