@@ -14,6 +14,9 @@
   pair, a longer token) where not, and new pieces in the padding rows past the special tokens
   (which no text tokenizes to) as a last resort.
 
+With `by_colour`, a trigger's reply depends on the image in the conversation: red or blue, as
+computed from its pixels by a projector of `projectors.write_colour_projector`.
+
 `replies` maps a trigger (the text of the last prompt token) to the text that follows it. The
 chat template ends a non-thinking prompt with `</think>\\n\\n` (trigger `"\\n\\n"`) and a thinking
 prompt with `<think>\\n` (trigger `"\\n"`). `think_reply(reasoning, answer)` builds the thinking
@@ -408,6 +411,7 @@ def write_scripted(
     shape: Shape | None = None,
     loops: tuple[str, ...] = (),
     after_tool: dict[str, str] | None = None,
+    by_colour: dict[str, dict[str, str]] | None = None,
 ) -> Path:
     """A model that answers each trigger with its reply, then `<|im_end|>`.
 
@@ -417,13 +421,23 @@ def write_scripted(
     answers. The full-attention layer does that: every position attends (through the unrotated
     half of its head) to `</tool_response>` tokens and, if there is one, writes a "phase"
     direction into the residual stream that the LM head reads at the trigger.
+
+    `by_colour` gives a trigger other replies when the conversation holds an image whose coloured
+    part is mostly red (`"red"`) or mostly blue (`"blue"`), as seen through a projector of
+    `projectors.write_colour_projector`; `replies[trigger]` stays the answer without an image (or
+    to an image that is neither). The second attention head does that (`_colour_attention`).
     """
     shape = shape or Shape()
     after_tool = after_tool or {}
+    by_colour = by_colour or {}
+    for trigger, answers in by_colour.items():
+        if trigger not in replies or trigger in after_tool or set(answers) - {"red", "blue"}:
+            raise ValueError(f"by_colour[{trigger!r}]: red and blue replies to a plain trigger")
     vocab = Vocab()
     triggers = set(replies) | set(after_tool)
     used = {vocab.id(t) for t in triggers | {"\n", "\n\n"}}
     scripts = [(t, r, 0) for t, r in replies.items()] + [(t, r, 1) for t, r in after_tool.items()]
+    scripts += [(t, r, colour) for t, answers in by_colour.items() for colour, r in answers.items()]
     # A reply that ends in "\n\n" while "\n\n" is itself a trigger goes on with that reply.
     links = [("\n\n" in triggers and t != "\n\n" and r.endswith("\n\n")) for t, r, _ in scripts]
     chains = [
@@ -432,6 +446,7 @@ def write_scripted(
     ]
     e = shape.n_embd
     const, phase, mark = e - 1, e - 2, e - 3  # reserved residual directions
+    reserved = 6 if by_colour else 3  # and an image's (image_directions)
     t = _tensors(shape, np.random.default_rng(0), 0.02)
     for name in list(t):  # every block adds nothing to the residual stream...
         if name.endswith(("attn_output.weight", "ssm_out.weight", "ffn_down.weight")):
@@ -445,13 +460,15 @@ def write_scripted(
 
     row(embd, vocab.specials["</tool_response>"], base)[mark] = 1.0
     _phase_attention(t, shape, const, phase, mark)  # ... but the attention layer's phase signal
+    if by_colour:
+        _colour_attention(t, shape, const)  # ... and its colour signal
     head: dict[int, np.ndarray] = {}
     direction: dict[int, int] = {}
     successor: dict[int, int] = {}
 
     def dir_of(token: int) -> int:
         if token not in direction:
-            if len(direction) >= e - 3:
+            if len(direction) >= e - reserved:
                 raise ValueError("script too long for this embedding width")
             direction[token] = len(direction)
             row(embd, token, base)[direction[token]] = 1.0
@@ -469,7 +486,15 @@ def write_scripted(
         # (weights: a plain step 20; a phase choice 20t - 10p against 15t + 10p, so the phase
         # signal, +10 anywhere after a tool result, never outweighs a plain step)
         first_row = row(head, first[1], zero)
-        first_row[dir_of(first[0])] += 15.0 if both and phase_of else 20.0
+        if phase_of in ("red", "blue"):
+            # 20t + 8h - 2 against the plain reply's 20t: the colour signal h (about +1 after a
+            # red image, -1 after a blue one, 0 without) must pass 0.25 either way; elsewhere it
+            # adds at most 6 to this row, never near a plain step's 20
+            first_row[dir_of(first[0])] += 20.0
+            first_row[image_directions(e)["hue"]] += 8.0 if phase_of == "red" else -8.0
+            first_row[const] -= 2.0
+        else:
+            first_row[dir_of(first[0])] += 15.0 if both and phase_of else 20.0
         if both:
             first_row[phase] += 10.0 if phase_of else -10.0
         for prev, nxt in zip(rest, rest[1:], strict=False):  # then each piece leads to the next
@@ -496,3 +521,46 @@ def _phase_attention(t: dict, shape: Shape, const: int, phase: int, mark: int) -
     t[p + "attn_q_norm.weight"][:] = 4.0  # sharp attention: scores of ~180 against 0
     t[p + "attn_k_norm.weight"][:] = 4.0
     t[p + "attn_output.weight"][phase, 0] = 1.0 / np.sqrt(shape.n_embd / 2)  # ~1.0 in the residual
+
+
+def image_directions(n_embd: int) -> dict[str, int]:
+    """The residual directions a colour-seeing scripted model reserves for images, below its own
+    three (const, phase, mark). A projector of `projectors.write_colour_projector` writes an image
+    token's embedding along these three only; the model's attention writes the colour it saw
+    along `hue` at the text after the image, where the LM head reads it.
+
+    - `seen`: 1.0 in every image token (the key's constant part);
+    - `colourful`: how far the token's 2x2 patches lean to red or to blue, |s|;
+    - `hue`: which way, s (> 0 red, < 0 blue).
+    """
+    return {"seen": n_embd - 4, "colourful": n_embd - 5, "hue": n_embd - 6}
+
+
+def _colour_attention(t: dict, shape: Shape, const: int) -> None:
+    """Set the full-attention layer's second head so that the text after an image reads its colour.
+
+    K and V are shared by both heads (one KV head); the phase head (0) asks for dimension
+    `unrotated` (markers) and the output projection takes its V dimension 0; this head (1) asks
+    for `unrotated + 2` (colour) and the output projection takes its V dimension 1 only.
+
+    After the layer's RMSNorm an image token's key is (x[seen], x[colourful]) in two unrotated
+    dimensions, then RMS-normed per head: the query's score is about 181 * c / sqrt(1 + c^2)
+    (c: colourful), 0 for tokens as red as they are blue (white, grey, green) and for all text.
+    So a question attends to the coloured tokens of the images before it, and reads their mean
+    normalized `hue`, about +-11.3 for a saturated token (16 * s / sqrt(1 + 2 s^2)), written to
+    the residual as +-1.0. Without an image (or without colour) every score is 0 and the
+    attention averages V's dimension 1 over text: 0.
+    """
+    if shape.n_head < 2:
+        raise ValueError("a colour-seeing model needs two attention heads")
+    hd, layer = shape.head_dim, 3
+    unrotated = shape.rope_dim + 4
+    d = image_directions(shape.n_embd)
+    p = f"blk.{layer}."
+    q = t[p + "attn_q.weight"]
+    q[2 * hd + unrotated, const] = 0.0  # head 1 no longer asks for markers...
+    q[2 * hd + unrotated + 2, const] = 1.0  # ... but for colourful image tokens
+    t[p + "attn_k.weight"][unrotated + 1, d["seen"]] = 1.0
+    t[p + "attn_k.weight"][unrotated + 2, d["colourful"]] = 1.0
+    t[p + "attn_v.weight"][1, d["hue"]] = 1.0
+    t[p + "attn_output.weight"][d["hue"], hd + 1] = np.sqrt(2.0) / 16.0  # 11.3 -> 1.0
