@@ -208,7 +208,8 @@ def build_app(state: ServerState) -> Starlette:
         chat_request = parse_request(await read_json(request, state.max_body), state.defaults)
         messages, options, tools = chat_request.messages, chat_request.options, chat_request.tools
         job = state.worker.submit(lambda: loaded.engine.stream(messages, options, tools))
-        answer = Answer(request, job, Reply(state.label), Assembler(tools, options.stop))
+        assembler = Assembler(None if chat_request.raw_text else tools, options.stop)
+        answer = Answer(request, job, Reply(state.label), assembler)
         first = await answer.batch()  # the prompt is read (or refused) before the status is sent
         if isinstance(first[0], Exception):
             job.cancel()
