@@ -126,3 +126,20 @@ def test_the_agent_works_through_the_server(tmp_path):
         finished = solve(term, "rewrite the notes", settings, project, mode="yes", loaded=loaded)
     assert finished.answer == "Rewrote them." and finished.steps == 2
     assert (project / "notes.txt").read_text().strip() == "new"
+
+
+def test_an_image_loads_the_model_here_and_the_chat_goes_on(models_dir, tmp_path):
+    from qwenlocal.testing import projectors
+
+    model = ggufs.write_scripted(models_dir / "chat-vision.gguf", {"\n\n": "A red square."})
+    mmproj = projectors.write_projector(models_dir / "chat-mmproj.gguf")
+    png = projectors.write_png(tmp_path / "red.png", 128, 128, (220, 20, 20))
+    with serving(model) as running:
+        args = ["chat", "-m", str(model), "--mmproj", str(mmproj), "--server", running.url, "--json"]
+        result = run_in_process(*args, "--no-think", input=f"hello\nwhat is @{png}\nand now?\n".encode())
+    assert result.returncode == 0, result.stderr
+    answers = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [a["answer"] for a in answers] == ["A red square."] * 3
+    assert [a["model"].endswith("(server)") for a in answers] == [True, False, False]
+    assert answers[1]["stats"]["image_tokens"] > 0 and answers[1]["stats"]["load_s"] > 0
+    assert "images are read by the model loaded here" in result.stderr.decode()
