@@ -5,6 +5,9 @@ the file): `--server URL` asks for one (an error when it cannot be used), otherw
 port on this machine is tried briefly, and `--no-server` never uses one. RemoteEngine is an Engine
 (engine/base.py) whose events come from the server's stream, so the rest of the command is the same.
 Standard library only (http.client): nothing heavy to import.
+
+The server's context is the server's: a RemoteEngine cannot grow it (`grow` says None), so chat
+moves old turns out instead. It reads text only: chat switches to a model loaded here for images.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -40,15 +44,21 @@ class Connection:
             **({"Authorization": f"Bearer {key}"} if key else {}),
         }
 
-    def request(self, method: str, path: str, body: dict | None = None) -> http.client.HTTPResponse:
+    @contextmanager
+    def request(self, method: str, path: str, body: dict | None = None) -> Iterator[http.client.HTTPResponse]:
+        """The response, on a connection of its own that is closed on leaving: closing it is how
+        the server learns that a stream's reader went away (Ctrl-C), and stops generating."""
         connection = self._make()
-        data = json.dumps(body).encode() if body is not None else None
-        connection.request(method, self.prefix + path, body=data, headers=self.headers)
-        return connection.getresponse()
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            connection.request(method, self.prefix + path, body=data, headers=self.headers)
+            yield connection.getresponse()
+        finally:
+            connection.close()
 
     def json(self, method: str, path: str, body: dict | None = None) -> dict:
-        response = self.request(method, path, body)
-        data = json.loads(response.read() or b"{}")
+        with self.request(method, path, body) as response:
+            data = json.loads(response.read() or b"{}")
         if response.status >= 400:
             raise server_error(self.url, data)
         return data
@@ -91,9 +101,18 @@ def find(url: str | None, path: Path) -> Connection | None:
 
 
 class RemoteEngine:  # an Engine (qwenlocal.engine.Engine)
+    vision = None  # images are read by a model loaded here (see the module's docstring)
+
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.n_ctx: int = getattr(connection, "n_ctx", 0)
+        self.max_ctx = self.n_ctx
+
+    def grow(self, needed: int) -> None:
+        return None  # the server's context is the size it was started with
+
+    def attach_projector(self, path: Path) -> None:
+        pass  # the server reads text; `vision` stays None, so nothing is sent as an image
 
     def stream(
         self, messages: list[dict], options: GenerateOptions, tools: list[dict] | None = None, checkpoint=True
@@ -109,15 +128,16 @@ class RemoteEngine:  # an Engine (qwenlocal.engine.Engine)
             **dict(presence_penalty=s.presence_penalty, repeat_penalty=s.repeat_penalty),
             **({"max_tokens": options.max_tokens} if options.max_tokens else {}),
             **({"seed": options.seed} if options.seed is not None else {}),
-            **({"tools": tools} if tools else {}),
+            # the text as the model wrote it, tool calls in it, as the local engine streams it
+            # (the agent parses the calls itself)
+            **({"tools": tools, "raw_text": True} if tools else {}),
         }
         started = time.perf_counter()
-        response = self.connection.request("POST", "/v1/chat/completions", body)
-        if response.status >= 400:
-            raise server_error(self.connection.url, json.loads(response.read() or b"{}"))
         answer, reasoning, finish, timings = [], [], "stop", {}
         first = None
-        try:
+        with self.connection.request("POST", "/v1/chat/completions", body) as response:
+            if response.status >= 400:
+                raise server_error(self.connection.url, json.loads(response.read() or b"{}"))
             for chunk in events(response):
                 if "error" in chunk:
                     raise server_error(self.connection.url, chunk)
@@ -133,8 +153,6 @@ class RemoteEngine:  # an Engine (qwenlocal.engine.Engine)
                         answer.append(delta["content"])
                         yield TextDelta(delta["content"])
                     finish = {None: finish, "stop": "stop"}.get(choice.get("finish_reason"), "length")
-        finally:
-            response.close()  # early (Ctrl-C): the server cancels the generation
         ttft = (first or time.perf_counter()) - started
         yield Done("".join(answer), "".join(reasoning), finish, stats(timings, ttft))
 

@@ -1,6 +1,6 @@
-"""`qwenlocal serve` as a process, as a user starts it: `qwenlocal run` answers through it (with
---server and found on its own), --no-server loads the model itself, SIGTERM stops it cleanly, and
-serving off loopback without a key is refused."""
+"""`qwenlocal serve` as a process, as a user starts it: `qwenlocal run` and `qwenlocal chat` answer
+through it (with --server and found on its own), --no-server loads the model itself, SIGTERM stops
+it cleanly, and serving off loopback without a key is refused."""
 
 from __future__ import annotations
 
@@ -48,6 +48,15 @@ def test_run_answers_through_a_running_server(cli, answer_model, long_think_mode
         # --no-server: loaded here
         local = cli("run", "-m", str(answer_model), "--no-think", "--no-server", "--json", "hi")
         assert local.returncode == 0 and not json.loads(local.stdout)["model"].endswith("(server)")
+        # a piped chat, turn after turn, answered by the server (test_serve_chat.py checks in-process
+        # that nothing is loaded here)
+        args = ("chat", "-m", str(answer_model), "--no-think", "--server", url, "--json")
+        talk = cli(*args, input=b"first\nsecond\n")
+        assert talk.returncode == 0, talk.stderr
+        answers = [json.loads(line) for line in talk.stdout.decode().splitlines()]
+        assert [a["answer"] for a in answers] == [ANSWER, ANSWER]
+        assert answers[1]["model"].endswith("(server)") and answers[1]["stats"]["load_s"] == 0
+        assert answers[1]["stats"]["reused_tokens"] > 0  # the server went on from the first turn
     finally:
         server.send_signal(signal.SIGTERM)
         _, err = server.communicate(timeout=60)

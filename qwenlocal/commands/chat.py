@@ -4,6 +4,10 @@ On a terminal: prompt-toolkit input with history, multiline editing, completion 
 and @paths, and Ctrl-C / Ctrl-D handling. From a pipe: each line is a message, each answer plain
 text (or, with --json, one JSON object per line). The session itself (context, recording) is
 `session.ChatSession`; the slash commands are in `slash.py`.
+
+Like `run`, chat answers through a running `qwenlocal serve` of the same model file (client.py):
+the server keeps the conversation's state, the terminal side is the same. Images (and `/agent`'s
+image reading) need the model here: chat loads it the first time an image is used.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from .options import (
     MaxTokens,
     Mmproj,
     Model,
+    NoServer,
     Offline,
     Pull,
     Seed,
+    Server,
     ShowReasoning,
     System,
     Temperature,
@@ -69,6 +75,8 @@ def chat(
     list_: Annotated[bool, typer.Option("--list", help="List saved conversations and exit.")] = False,
     image_tokens: ImageTokens = None,
     mmproj: Mmproj = None,
+    server: Server = None,
+    no_server: NoServer = False,
 ) -> None:
     """Talk with a model in the terminal. Conversations are saved as they go.
 
@@ -79,22 +87,26 @@ def chat(
         for i, conv in enumerate(Conversation.saved(warn=term.warn), 1):
             term.write(f"{i:3}  {conv.id}  {len(conv.messages):3} messages  {conv.title}\n")
         return
-    start(term, settings(**locals()), resume, open_)
+    start(term, settings(**locals()), resume, open_, server, not no_server)
 
 
 class Chat:
-    """A chat session on a terminal: what the user sees of it."""
+    """A chat session on a terminal: what the user sees of it. `server` (--server URL) and
+    `use_server` (False: --no-server) say where answers may come from (client.py)."""
 
-    def __init__(self, term: Terminal, session: ChatSession) -> None:
+    def __init__(
+        self, term: Terminal, session: ChatSession, server: str | None = None, use_server: bool = False
+    ) -> None:
         self.term = term
         self.session = session
         self.interactive = term.line_editor
         self.pending: list = []  # images from /image, for the next message
+        self.server, self.use_server = server, use_server
 
     def load(self, settings: Settings) -> None:
-        from .loading import open_model
+        from .loading import open_model_or_server
 
-        self.session.use(open_model(self.term, settings))
+        self.session.use(open_model_or_server(self.term, settings, self.server, self.use_server))
         self.session.settings = settings
 
     def send(self, text: str) -> None:
@@ -111,10 +123,16 @@ class Chat:
         self.answer()
 
     def see(self) -> None:
-        """Images need the model's projector: loaded (asked for and fetched) on first use."""
-        from .loading import ensure_vision
+        """Images need the model's projector: loaded (asked for and fetched) on first use; through
+        a server, with the model itself (the server takes text)."""
+        from ..client import RemoteEngine
+        from .loading import ensure_vision, open_model
 
-        ensure_vision(self.term, self.session.settings, self.session.loaded)
+        session = self.session
+        if isinstance(session.loaded.engine, RemoteEngine):
+            self.term.warn("images are read by the model loaded here, not the server's: loading it")
+            session.use(open_model(self.term, session.settings, vision=True))
+        ensure_vision(self.term, session.settings, session.loaded)
 
     def answer(self) -> None:
         session, term, settings = self.session, self.term, self.session.settings
@@ -179,13 +197,20 @@ class Chat:
             self.term.say(f"{who}{mark}: {text}")
 
 
-def start(term: Terminal, settings: Settings, resume: bool, open_ref: str | None) -> None:
+def start(
+    term: Terminal,
+    settings: Settings,
+    resume: bool,
+    open_ref: str | None,
+    server: str | None = None,
+    use_server: bool = False,
+) -> None:
     conversation = (
         Conversation.find(open_ref, warn=term.warn)
         if (resume or open_ref)
         else Conversation(system=settings.system)
     )
-    chat = Chat(term, ChatSession(settings, conversation))
+    chat = Chat(term, ChatSession(settings, conversation), server, use_server)
     chat.load(settings)
     try:
         if not chat.interactive:

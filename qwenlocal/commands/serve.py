@@ -27,31 +27,36 @@ from .options import (
 DEFAULT_PORT = 11435  # server/main.py's, spelled here so --help does not import the server
 
 
+Host = Annotated[
+    str, typer.Option("--host", help="Address to listen on. Anything but loopback needs --api-key.")
+]
+Port = Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0: any free one).")]
+ApiKey = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key", envvar="QWENLOCAL_API_KEY", help="Require this key (Authorization: Bearer KEY)."
+    ),
+]
+MaxQueue = Annotated[
+    int, typer.Option("--max-queue", min=0, help="Requests that may wait for the one answering (then 429).")
+]
+CacheRam = Annotated[
+    int,
+    typer.Option("--cache-ram", min=0, help="MiB of RAM for other conversations' saved states (0: none)."),
+]
+Vision = Annotated[
+    bool, typer.Option("--vision", help="Load the vision projector: requests may send images (data: URIs).")
+]
+
+
 def serve(
     context: typer.Context,
     model: Model = None,
-    host: Annotated[
-        str, typer.Option("--host", help="Address to listen on. Anything but loopback needs --api-key.")
-    ] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option("--port", "-p", help="Port to listen on (0: any free one).")
-    ] = DEFAULT_PORT,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            "--api-key", envvar="QWENLOCAL_API_KEY", help="Require this key (Authorization: Bearer KEY)."
-        ),
-    ] = None,
-    max_queue: Annotated[
-        int,
-        typer.Option("--max-queue", min=0, help="Requests that may wait for the one answering (then 429)."),
-    ] = 8,
-    cache_ram: Annotated[
-        int,
-        typer.Option(
-            "--cache-ram", min=0, help="MiB of RAM for other conversations' saved states (0: none)."
-        ),
-    ] = 1024,
+    host: Host = "127.0.0.1",
+    port: Port = DEFAULT_PORT,
+    api_key: ApiKey = None,
+    max_queue: MaxQueue = 8,
+    cache_ram: CacheRam = 1024,
     think: Think = None,
     think_budget: ThinkBudget = None,
     max_tokens: MaxTokens = None,
@@ -62,10 +67,7 @@ def serve(
     gpu_layers: GpuLayers = None,
     pull: Pull = None,
     offline: Offline = False,
-    vision: Annotated[
-        bool,
-        typer.Option("--vision", help="Load the vision projector: requests may send images (data: URIs)."),
-    ] = False,
+    vision: Vision = False,
     image_tokens: ImageTokens = None,
     mmproj: Mmproj = None,
 ) -> None:
@@ -78,12 +80,7 @@ def serve(
     from .loading import locate
 
     term = terminal(context)
-    flags = dict(model=model, think=think, think_budget=think_budget, max_tokens=max_tokens)
-    flags.update(
-        temperature=temperature, seed=seed, ctx=ctx, threads=threads, gpu_layers=gpu_layers, pull=pull
-    )
-    flags.update(image_tokens=image_tokens, mmproj=mmproj)
-    chosen = settings(offline=offline, **flags)
+    chosen = settings(**locals())  # the engine's settings among the parameters
     check_bind(host, api_key)
     vision = vision or mmproj is not None
     *located, projector = locate(term, chosen, vision)

@@ -35,6 +35,7 @@ class ChatRequest:
     tools: list[dict] | None
     stream: bool
     include_usage: bool
+    raw_text: bool = False  # qwenlocal's own (`chat --server`'s agent): tool calls left in the text
 
 
 def bad(message: str, param: str | None = None) -> ApiError:
@@ -66,7 +67,8 @@ def parse_request(body: object, defaults: Callable[[bool | None], GenerateOption
     if not isinstance(stream_options, dict):
         raise bad("stream_options must be an object", "stream_options")
     include_usage = bool(stream_options.get("include_usage"))
-    return ChatRequest(messages(body.get("messages")), options, tools(body), stream, include_usage)
+    raw = _flag(body, "raw_text")
+    return ChatRequest(messages(body.get("messages")), options, tools(body), stream, include_usage, raw)
 
 
 def thinking(body: dict) -> bool | None:
