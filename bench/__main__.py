@@ -81,7 +81,8 @@ class Result:
     turns: list[float] = field(default_factory=list)
     turns_no_reuse: list[float] = field(default_factory=list)
     agent_steps: list[float] = field(default_factory=list)  # time to first token of each agent step
-    agent_evaluated: list[int] = field(default_factory=list)  # prompt tokens each step evaluated
+    agent_evaluated: list[tuple] = field(default_factory=list)  # (tokens evaluated, depth) per step
+    agent_reference: list[float] = field(default_factory=list)  # llama-bench: step 1's, the last's (s)
     peak_rss: int = 0
     rss_bound: int = 0  # the target: file + KV cache + recurrent state + 300 MB
 
@@ -236,7 +237,7 @@ def bench_model(name: str, binary: Path, args) -> Result:
         if args.no_reuse_baseline and name == args.models[0]:
             log(f"{name}: the same without state reuse (what llama-cpp-python's chat does), once")
             result.turns_no_reuse = multi_turn(engine, args.turns, args.turn_tokens, reuse=False)
-        bench_agent(engine, name, result, args)
+        bench_agent(engine, name, result, args, binary, path)
     spec = load().models[SPEC[name]]
     n_ctx = 4096
     result.peak_rss = peak_rss(path, n_ctx)
@@ -245,22 +246,27 @@ def bench_model(name: str, binary: Path, args) -> Result:
     return result
 
 
-def bench_agent(engine: LlamaEngine, name: str, result: Result, args) -> None:
+def bench_agent(engine: LlamaEngine, name: str, result: Result, args, binary: Path, path: Path) -> None:
     log(f"{name}: agent time to first token, {args.steps} steps, best of {args.agent_runs} runs")
     sampling = load().models[SPEC[name]].sampling(False)
     result.agent_steps, result.agent_evaluated = agent.best_steps(
         engine, sampling, args.agent_runs, args.steps, args.turn_tokens
     )
+    log(f"{name}: llama-bench for the first and last steps' tokens at their depths")
+    for tokens, at in (result.agent_evaluated[0], result.agent_evaluated[-1]):
+        result.agent_reference.append(
+            tokens / max(run_llama_bench(binary, path, args.threads, tokens, 0, at))
+        )
 
 
 def only_agent(args) -> int:
     """`--only agent`: measure the agent row alone, splice it into the report (or write it alone
     where there is none) and into results.json, keeping the rest of a full run's numbers."""
-    results = []
+    results, binary = [], llama_bench.build()
     for name in args.models:
         result = Result(name, model_file(name).stat().st_size)
         with LlamaEngine(model_file(name), LoadOptions(n_ctx=32768, n_threads=args.threads)) as engine:
-            bench_agent(engine, name, result, args)
+            bench_agent(engine, name, result, args, binary, model_file(name))
         results.append(result)
     lines = agent.section(results, args, TARGETS["agent"])
     args.out.write_text(agent.splice(args.out.read_text() if args.out.exists() else "", lines).lstrip("\n"))
@@ -272,6 +278,7 @@ def only_agent(args) -> int:
         if r.name in known:
             known[r.name]["agent_steps"] = r.agent_steps
             known[r.name]["agent_evaluated"] = r.agent_evaluated
+            known[r.name]["agent_reference"] = r.agent_reference
         else:
             samples["models"].append(asdict(r))
     samples["agent_command"] = args.command
@@ -461,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         choices=["agent", "image", "depth", "serve"],
-        help="measure these rows alone (agent: no llama-bench)",
+        help="measure these rows alone",
     )
     parser.add_argument("--image-tokens", type=int, default=256, help="image token budget (image rows)")
     parser.add_argument("--image-reps", type=int, default=5, help="interleaved samples (image rows)")

@@ -85,9 +85,12 @@ def module_text(index: int, n_tokens: int, count) -> str:
     return "".join(lines)
 
 
-def agent_steps(engine: LlamaEngine, sampling, steps: int, step_tokens: int) -> tuple[list[float], list[int]]:
-    """One agent run of `steps` steps: the time to first token of each (seconds), and the prompt
-    tokens each evaluated (not restored from the state of the step before)."""
+def agent_steps(
+    engine: LlamaEngine, sampling, steps: int, step_tokens: int
+) -> tuple[list[float], list[tuple]]:
+    """One agent run of `steps` steps: the time to first token of each (seconds), and per step
+    (prompt tokens evaluated, tokens restored from the state of the step before: the depth at
+    which they were read)."""
     root = Path(tempfile.mkdtemp(prefix="qwenlocal-bench-agent-"))
     run = None
     try:
@@ -100,14 +103,15 @@ def agent_steps(engine: LlamaEngine, sampling, steps: int, step_tokens: int) -> 
         options = GenerateOptions(sampling, max_tokens=32, ignore_eos=True, seed=1)
         begun: list[float] = []
         ttfts: list[float] = []
-        evaluated: list[int] = []
+        evaluated: list[tuple] = []
 
         def listen(event) -> None:
             if isinstance(event, StepStarted):
                 begun.append(time.perf_counter())
             elif isinstance(event, Done):
                 ttfts.append(scripted.started[-1] - begun[-1] + event.stats.ttft_s)
-                evaluated.append(event.stats.prompt_tokens - event.stats.reused_tokens)
+                stats = event.stats
+                evaluated.append((stats.prompt_tokens - stats.reused_tokens, stats.reused_tokens))
 
         run = Run(root)
         workspace = Workspace(root, Shell(sandbox=False))
@@ -123,9 +127,9 @@ def agent_steps(engine: LlamaEngine, sampling, steps: int, step_tokens: int) -> 
 
 def best_steps(
     engine: LlamaEngine, sampling, runs: int, steps: int, step_tokens: int
-) -> tuple[list[float], list[int]]:
+) -> tuple[list[float], list[tuple]]:
     """Each step's best time over `runs` runs (shared machines only ever slow a run down), and the
-    tokens each step evaluated (the same in every run)."""
+    (evaluated, depth) tokens of each step (the same in every run)."""
     samples = [agent_steps(engine, sampling, steps, step_tokens) for _ in range(runs)]
     return [min(step) for step in zip(*(ttfts for ttfts, _ in samples), strict=True)], samples[-1][1]
 
@@ -136,7 +140,10 @@ def section(results, args, target: float) -> list[str]:
     lines = [
         f"{HEADING} ({steps} steps of the real agent loop, each reading a ~{args.turn_tokens}-token file "
         "whose result grows the prompt; 32-token replies replaced by scripted calls; each step's best",
-        f"of {args.agent_runs} runs):",
+        f"of {args.agent_runs} runs). Each step should read only its new tokens (state reuse), but reading as",
+        "many tokens after a longer context costs more (attention over it): the llama-bench row is llama.cpp's",
+        f"own time for step 1's and step {steps}'s evaluated tokens at their depths (`-p N -d DEPTH`, no agent,",
+        "no sampling), the ratio that state reuse can reach at best:",
         "",
         "| model | " + " | ".join(f"step {i + 1}" for i in range(steps)) + f" | step {steps} / step 1 |",
         "|---|" + "---|" * (steps + 1),
@@ -150,8 +157,13 @@ def section(results, args, target: float) -> list[str]:
             f"| {r.name} | " + " | ".join(f"{t:.2f}s" for t in r.agent_steps) + f" | {ratio:.2f} {mark} |"
         )
         if r.agent_evaluated:
-            counts = " | ".join(f"{n:,}" for n in r.agent_evaluated)
-            lines.append(f"| {r.name}, prompt tokens evaluated | {counts} | |")
+            counts = " | ".join(f"{n:,} at {depth:,}" for n, depth in r.agent_evaluated)
+            lines.append(f"| {r.name}, prompt tokens evaluated at depth | {counts} | |")
+        if r.agent_reference:
+            first, last = r.agent_reference
+            gap = " | " * (steps - 1)
+            lines.append(f"| {r.name}, llama-bench for the same tokens at the same depth | {first:.2f}s{gap}"
+                         f"{last:.2f}s | {last / first:.2f} |")  # fmt: skip
     return lines + [""]
 
 
