@@ -185,6 +185,9 @@ def machine() -> dict:
     )
     import psutil
 
+    from qwenlocal.engine import amx_kernels_off
+
+    off = amx_kernels_off()
     return {
         "cpu": cpu,
         "cores": f"{psutil.cpu_count(logical=False)} physical / {psutil.cpu_count()} logical",
@@ -193,6 +196,11 @@ def machine() -> dict:
         "python": platform.python_version(),
         "llama-cpp-python": metadata.version("llama-cpp-python"),
         "date": time.strftime("%Y-%m-%d %H:%M"),
+        **(
+            {"weight buffers": f"plain on both sides ({off}; llama.cpp tools run with --repack 0)"}
+            if off
+            else {}
+        ),
     }
 
 
