@@ -134,7 +134,7 @@ def best_steps(
     return [min(step) for step in zip(*(ttfts for ttfts, _ in samples), strict=True)], samples[-1][1]
 
 
-def section(results, args, target: float) -> list[str]:
+def section(results, args, target: float, speed_target: float) -> list[str]:
     """The agent table's lines, for BENCHMARKS.md (after the multi-turn chat table)."""
     steps = args.steps
     lines = [
@@ -143,7 +143,8 @@ def section(results, args, target: float) -> list[str]:
         f"of {args.agent_runs} runs). Each step should read only its new tokens (state reuse), but reading as",
         "many tokens after a longer context costs more (attention over it): the llama-bench row is llama.cpp's",
         f"own time for step 1's and step {steps}'s evaluated tokens at their depths (`-p N -d DEPTH`, no agent,",
-        "no sampling), the ratio that state reuse can reach at best:",
+        f"no sampling), the ratio that state reuse can reach at best; step {steps} against it is checked as",
+        f"prefill is (at >= {speed_target}x llama.cpp's speed):",
         "",
         "| model | " + " | ".join(f"step {i + 1}" for i in range(steps)) + f" | step {steps} / step 1 |",
         "|---|" + "---|" * (steps + 1),
@@ -164,6 +165,11 @@ def section(results, args, target: float) -> list[str]:
             gap = " | " * (steps - 1)
             lines.append(f"| {r.name}, llama-bench for the same tokens at the same depth | {first:.2f}s{gap}"
                          f"{last:.2f}s | {last / first:.2f} |")  # fmt: skip
+            speed = last / r.agent_steps[-1]
+            mark = "✅" if speed >= speed_target else "❌"
+            lines.append(
+                f"| {r.name}, step {steps}: speed vs llama-bench |{' |' * steps} {speed:.2f}x {mark} |"
+            )
     return lines + [""]
 
 
