@@ -1,9 +1,10 @@
 """`run` and `chat` through a running `qwenlocal serve`: the model stays loaded between commands.
 
-A server is used only when it serves the very file these settings would load (its /health names
-the file): `--server URL` asks for one (an error when it cannot be used), otherwise the default
-port on this machine is tried briefly, and `--no-server` never uses one. RemoteEngine is an Engine
-(engine/base.py) whose events come from the server's stream, so the rest of the command is the same.
+A server is used only when it serves the very file these settings would load (its /health gives
+the file's `fingerprint`, which names it without saying where it is): `--server URL` asks for one
+(an error when it cannot be used), otherwise the default port on this machine is tried briefly, and
+`--no-server` never uses one. RemoteEngine is an Engine (engine/base.py) whose events come from the
+server's stream, so the rest of the command is the same.
 Standard library only (http.client): nothing heavy to import.
 
 The server's context is the server's: a RemoteEngine cannot grow it (`grow` says None), so chat
@@ -12,6 +13,7 @@ moves old turns out instead. It reads text only: chat switches to a model loaded
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -85,11 +87,11 @@ def find(url: str | None, path: Path) -> Connection | None:
                 code=ExitCode.ERROR,
             ) from None
         return None
-    served = (health.get("qwenlocal") or {}).get("path")
-    if served != str(path.resolve()):
+    served = (health.get("qwenlocal") or {}).get("file")
+    if served != fingerprint(path):
         if named:
             raise QwenlocalError(
-                f"the server at {url} serves {served}, not {path}",
+                f"the server at {url} serves another model file ({health.get('model')}), not {path}",
                 hint="start a server for this model, or leave out --server (or add --no-server)",
                 code=ExitCode.ERROR,
             )
@@ -98,6 +100,13 @@ def find(url: str | None, path: Path) -> Connection | None:
     connection.n_ctx = health["qwenlocal"].get("n_ctx", 0)
     connection.spec = health["qwenlocal"].get("spec")  # the catalog model it is, for its defaults
     return connection
+
+
+def fingerprint(path: Path) -> str:
+    """Which file this is, the same from any path to it (a link, a relative path), without saying
+    where it is: a server's /health is open to any local page or process."""
+    st = path.stat()
+    return hashlib.sha256(f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:32]
 
 
 class RemoteEngine:  # an Engine (qwenlocal.engine.Engine)

@@ -47,6 +47,7 @@ class Hardware:
     unified_memory: bool = False  # Apple silicon: the GPU shares the RAM
     system: str = ""
     cpu_kernels_note: str | None = None  # e.g. why llama.cpp's AMX kernels are off (engine/amx.py)
+    memory_limit: int | None = None  # a container's (cgroup's) limit, when it is below the RAM
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -144,7 +145,13 @@ def detect(gpu_offload: bool | None = None) -> Hardware:
     """Probe this machine. `gpu_offload=None` asks the installed llama.cpp build."""
     import psutil
 
+    from .memory import container_memory
+
     vm = psutil.virtual_memory()
+    total, available = vm.total, vm.available
+    container = container_memory()
+    if container is not None and container.limit < total:  # what this process may really use
+        total, available = container.limit, min(available, container.available)
     threads, logical = _usable_threads()
     apple = sys.platform == "darwin" and platform.machine() == "arm64"
     note = None
@@ -158,8 +165,8 @@ def detect(gpu_offload: bool | None = None) -> Hardware:
             Gpu("Apple GPU (unified memory)", int(vm.total * 0.75), int(vm.available * 0.75), APPLE_GBPS),
         )
     return Hardware(
-        total_ram=vm.total,
-        available_ram=vm.available,
+        total_ram=total,
+        available_ram=available,
         cpu_threads=threads,
         logical_cpus=logical,
         gpus=gpus,
@@ -167,6 +174,7 @@ def detect(gpu_offload: bool | None = None) -> Hardware:
         unified_memory=apple,
         system=f"{platform.system()} {platform.machine()}",
         cpu_kernels_note=note,
+        memory_limit=total if total < vm.total else None,
     )
 
 

@@ -5,6 +5,12 @@ means what libmtmd (llama.cpp's multimodal library, through llama-cpp-python) ca
 stb_image decoder reads PNG, JPEG, GIF (the first frame) and BMP; WebP it decodes only through an
 installed `ffmpeg`. HEIC, AVIF, TIFF and SVG are refused by name, anything else as "not an image".
 
+Before libmtmd sees an image, Pillow reads its header and decodes it in full: its size is checked
+from the header first (a 0.7 MB PNG can claim 26000x26000 pixels, 2 GB decoded: refused, never
+decoded), then the full decode catches what stb_image lets through (a JPEG cut inside its scan
+data, which stb_image fills with grey). Shapes Qwen's own preprocessing refuses (one side more
+than 200 times the other) are refused here, with the size, rather than failing inside libmtmd.
+
 A message's `content` is a str, or a list of parts `{"type": "text", "text": str}` and
 `{"type": "image", "image": Image}` (`parts()`, `text_of()` and `images_of()` read either form).
 """
@@ -17,9 +23,14 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .bounded import TooLarge, read_file
 from .errors import ExitCode, QwenlocalError
 
 MAX_BYTES = 64 << 20  # an image file larger than this is refused before decoding
+# Pixels an image may have: a 50-megapixel photo decodes to 150 MB of RGB (twice: Pillow's check,
+# then libmtmd); the projector scales every image down to its token budget (a megapixel or so)
+MAX_PIXELS = 50_000_000
+MAX_RATIO = 200  # Qwen's smart_resize refuses a longer side more than 200 times the shorter
 
 DECODED = ("PNG", "JPEG", "GIF", "BMP")  # stb_image, inside libmtmd
 NAMED_UNSUPPORTED = ("HEIC", "AVIF", "TIFF", "SVG")
@@ -81,11 +92,8 @@ def load(data: bytes, name: str) -> Image:
         message = f"{name} is {fmt}, which the image decoder cannot read"
         raise QwenlocalError(message, hint=HINT, code=ExitCode.BAD_INPUT)
     if len(data) > MAX_BYTES:
-        raise QwenlocalError(
-            f"{name} is {len(data) >> 20} MiB; images up to {MAX_BYTES >> 20} MiB are read",
-            hint="scale it down first: the model sees at most a few megapixels anyway",
-            code=ExitCode.BAD_INPUT,
-        )
+        raise too_large(name)
+    width, height = check_pixels(data, name, fmt)
     if fmt == "WEBP":
         if shutil.which("ffmpeg") is None:
             raise QwenlocalError(
@@ -93,10 +101,64 @@ def load(data: bytes, name: str) -> Image:
                 hint="install ffmpeg, or " + HINT.replace("photo.heic", "photo.webp"),
                 code=ExitCode.BAD_INPUT,
             )
-        width = height = 0  # decoded by the engine through ffmpeg, with its own context
+        # decoded by the engine through ffmpeg, with its own context
     else:
         width, height = decode_size(data, name, fmt)
     return Image(data, name, fmt, width, height, hashlib.sha256(data).hexdigest())
+
+
+def too_large(name: str) -> QwenlocalError:
+    return QwenlocalError(
+        f"{name} is larger than {MAX_BYTES >> 20} MiB; images up to {MAX_BYTES >> 20} MiB are read",
+        hint="scale it down first: the model sees at most a few megapixels anyway",
+        code=ExitCode.BAD_INPUT,
+    )
+
+
+def corrupt(name: str, fmt: str) -> QwenlocalError:
+    return QwenlocalError(
+        f"{name} is a corrupt or truncated {fmt} file (the image decoder could not read it)",
+        hint="check the file opens in an image viewer, or export it again",
+        code=ExitCode.BAD_INPUT,
+    )
+
+
+def check_pixels(data: bytes, name: str, fmt: str) -> tuple[int, int]:
+    """The image's size from its header, refused (exit 7) when it is too many pixels or too long a
+    shape for the projector; then a full decode by Pillow, with truncated files an error."""
+    import io
+
+    from PIL import Image as Pillow
+
+    # Pillow's own bomb check (refusing at twice its default of 89 megapixels, without the size) is
+    # replaced by the one below; opening reads the header only
+    Pillow.MAX_IMAGE_PIXELS = None
+    try:
+        picture = Pillow.open(io.BytesIO(data), formats=[fmt])
+    except (OSError, SyntaxError, ValueError, EOFError):
+        raise corrupt(name, fmt) from None
+    with picture:
+        width, height = picture.size
+        if width * height > MAX_PIXELS:
+            raise QwenlocalError(
+                f"{name} is {width}x{height} pixels; images up to {MAX_PIXELS // 1_000_000} "
+                "megapixels are read",
+                hint="scale it down first (e.g. `magick big.png -resize 4000x4000 small.png`): "
+                "the model sees about a megapixel anyway",
+                code=ExitCode.BAD_INPUT,
+            )
+        if max(width, height) > MAX_RATIO * min(width, height):
+            raise QwenlocalError(
+                f"{name} is {width}x{height} pixels: one side is more than {MAX_RATIO} times the other, "
+                "which Qwen's image encoder cannot take",
+                hint="crop it, or pad it to a less extreme shape",
+                code=ExitCode.BAD_INPUT,
+            )
+        try:
+            picture.load()  # the whole image: a cut-off file is an error (LOAD_TRUNCATED_IMAGES off)
+        except (OSError, SyntaxError, ValueError, EOFError):
+            raise corrupt(name, fmt) from None
+    return width, height
 
 
 def decode_size(data: bytes, name: str, fmt: str) -> tuple[int, int]:
@@ -109,11 +171,7 @@ def decode_size(data: bytes, name: str, fmt: str) -> tuple[int, int]:
     # context libmtmd only takes its image path, which the format check above guarantees
     bitmap = mtmd.mtmd_helper_bitmap_init_from_buf(None, buf, len(data), True)
     if not bitmap:
-        raise QwenlocalError(
-            f"{name} is a corrupt or truncated {fmt} file (the image decoder could not read it)",
-            hint="check the file opens in an image viewer, or export it again",
-            code=ExitCode.BAD_INPUT,
-        )
+        raise corrupt(name, fmt)
     try:
         return mtmd.mtmd_bitmap_get_nx(bitmap), mtmd.mtmd_bitmap_get_ny(bitmap)
     finally:
@@ -124,11 +182,9 @@ def read(path: Path | str) -> Image:
     """An image file, validated; exit 7 for a missing or unreadable one."""
     path = Path(path).expanduser()
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise QwenlocalError(f"image not found: {path}", code=ExitCode.BAD_INPUT) from None
-    except OSError as exc:
-        raise QwenlocalError(f"cannot read {path}: {exc.strerror}", code=ExitCode.BAD_INPUT) from None
+        data = read_file(path, MAX_BYTES)
+    except TooLarge:
+        raise too_large(str(path)) from None
     return load(data, str(path))
 
 

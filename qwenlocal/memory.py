@@ -19,6 +19,8 @@ measured at 4K, 32K, 128K and 262K for a model with Qwen3.5-0.8B's shapes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -68,6 +70,67 @@ def largest_context(model: ModelSpec, room: int, kv: str = "f16", step: int = 10
     while n > 0 and context_bytes(model, n, kv) > room:
         n -= step
     return n
+
+
+@dataclass(frozen=True)
+class ContainerMemory:
+    """A memory limit of the cgroup this process runs in (a container, a systemd slice)."""
+
+    limit: int  # bytes: the smallest limit on the way from our cgroup to the root
+    available: int  # what may still be used under it (its usage less reclaimable page cache)
+
+
+def container_memory(root: Path = Path("/")) -> ContainerMemory | None:
+    """The cgroup memory limit that applies to this process (cgroup v2 or v1), or None when there is
+    none. The host's free RAM says nothing of it: a process over its cgroup's limit is killed by the
+    OOM killer however much the host has free. `root` is for tests: a tree of fake /proc and /sys."""
+    try:
+        lines = (root / "proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    found: list[ContainerMemory] = []
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "":  # v2: the unified hierarchy
+            base, files = root / "sys/fs/cgroup", ("memory.max", "memory.current", "inactive_file")
+        elif "memory" in controllers.split(","):  # v1: the memory controller's own hierarchy
+            files = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+            base = root / "sys/fs/cgroup/memory"
+        else:
+            continue
+        found += [m for folder in _cgroup_folders(base, path) if (m := _limit_in(folder, *files))]
+    return min(found, key=lambda m: m.available, default=None)
+
+
+def _cgroup_folders(base: Path, path: str) -> list[Path]:
+    """Our cgroup's folder and its ancestors' (each one's limit applies). In a container without a
+    cgroup namespace the path names the host's folder, which is then mounted as `base` itself."""
+    parts = [p for p in path.strip().strip("/").split("/") if p and p != ".."]
+    folders = [base.joinpath(*parts[:n]) for n in range(len(parts), -1, -1)]
+    return [f for f in folders if f.is_dir()] or ([base] if base.is_dir() else [])
+
+
+def _limit_in(folder: Path, limit_file: str, usage_file: str, inactive_key: str) -> ContainerMemory | None:
+    try:
+        text = (folder / limit_file).read_text().strip()
+    except OSError:
+        return None
+    if not text.isdigit() or int(text) >= 1 << 60:  # "max" (v2) or v1's page-rounded 2^63
+        return None
+    limit = int(text)
+    try:
+        usage = int((folder / usage_file).read_text().strip())
+    except (OSError, ValueError):
+        usage = 0
+    inactive = 0
+    try:
+        for stat in (folder / "memory.stat").read_text().splitlines():
+            key, _, value = stat.partition(" ")
+            if key == inactive_key and value.strip().isdigit():
+                inactive = int(value)
+    except OSError:
+        pass
+    return ContainerMemory(limit, max(limit - max(usage - inactive, 0), 0))
 
 
 def human_tokens(n: int) -> str:

@@ -13,7 +13,10 @@ import select
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from .bounded import TooLarge, read_stream
 from .errors import ExitCode, QwenlocalError
+
+MAX_STDIN = 64 << 20  # bytes: far more text than the largest context holds, and the image limit
 
 
 @dataclass(frozen=True)
@@ -23,9 +26,23 @@ class StdinRead:
     image: bytes | None = None  # the bytes of an image (by its magic bytes), checked later
 
 
-def _material(data: bytes) -> StdinRead:
-    from .images import is_image
+def _material(stream: BinaryIO) -> StdinRead:
+    """What stdin holds, read to its end but never past MAX_STDIN (an endless pipe, /dev/zero)."""
+    from .images import is_image, too_large
 
+    try:
+        data = read_stream(stream, MAX_STDIN)
+    except TooLarge as over:
+        if is_image(over.data):
+            raise too_large("stdin") from None
+        if b"\x00" in over.data[:65536]:
+            decode(over.data)  # binary data is said to be binary, whatever its size
+        raise QwenlocalError(
+            f"stdin is over {MAX_STDIN >> 20} MiB: more text than any context holds "
+            "(Qwen3.5 reads at most 262,144 tokens, about 1 MiB of text)",
+            hint="pipe in only the part the question is about (e.g. `head -c 500000 file`)",
+            code=ExitCode.CONTEXT_OVERFLOW,
+        ) from None
     return StdinRead(None, image=data) if is_image(data) else StdinRead(decode(data))
 
 
@@ -36,7 +53,7 @@ def read_stdin(timeout: float, stream: BinaryIO | None) -> StdinRead:
     try:
         fd = stream.fileno()
     except io.UnsupportedOperation:  # in memory (a test's terminal): it cannot keep us waiting
-        return _material(stream.read())
+        return _material(stream)
     except (OSError, ValueError):
         return StdinRead(None)
     try:
@@ -47,7 +64,7 @@ def read_stdin(timeout: float, stream: BinaryIO | None) -> StdinRead:
         return StdinRead(None)
     if not ready:
         return StdinRead(None, timed_out=True)
-    return _material(stream.read())
+    return _material(stream)
 
 
 def decode(data: bytes) -> str:

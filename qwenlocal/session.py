@@ -7,11 +7,13 @@ and marked. It neither prints nor asks: `commands/chat.py` shows the events and 
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .bounded import TooLarge, read_file
 from .config import Settings
 from .conversation import Conversation
 from .errors import ExitCode, QwenlocalError
@@ -133,19 +135,37 @@ def attach_files(text: str) -> tuple[str, list[str]]:
         path = Path(word[1:].rstrip(".,;:!?")).expanduser()
         if not path.is_file():
             continue
-        try:
-            data = path.read_bytes()
-            if is_image(data):  # images are attached as images (images.attach)
-                continue
-            if b"\x00" in data[:8192]:
-                raise UnicodeDecodeError("utf-8", data, 0, 1, "binary")
-            content = data.decode("utf-8")
-        except (OSError, UnicodeDecodeError):
+        data, cut = _start_of(path)
+        if data is not None and is_image(data):  # images are attached as images (images.attach)
+            continue
+        content = _text(data, final=not cut)
+        if content is None:
             notes.append(f"not attached: {path} is not a readable text file")
             continue
-        if len(content) > MAX_ATTACH:
+        if cut or len(content) > MAX_ATTACH:
             notes.append(f"{path} is long: only its first {MAX_ATTACH:,} characters are attached")
             content = content[:MAX_ATTACH]
         attachments.append(f"File {path}:\n```\n{content.rstrip()}\n```")
         notes.append(f"attached {path} ({len(content):,} characters)")
     return ("\n\n".join([text, *attachments]) if attachments else text), notes
+
+
+def _start_of(path: Path) -> tuple[bytes | None, bool]:
+    """At most what can be attached of a file (a huge one is cut, never read whole), and whether
+    it was cut; None when it cannot be read."""
+    try:
+        return read_file(path, 4 * MAX_ATTACH), False
+    except TooLarge as over:
+        return over.data, True
+    except QwenlocalError:
+        return None, False
+
+
+def _text(data: bytes | None, final: bool) -> str | None:
+    """UTF-8 text, or None for binary data (a cut file may end inside a character)."""
+    if data is None or b"\x00" in data[:8192]:
+        return None
+    try:
+        return codecs.getincrementaldecoder("utf-8")().decode(data, final=final)
+    except UnicodeDecodeError:
+        return None

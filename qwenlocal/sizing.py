@@ -79,7 +79,8 @@ def _too_long(n: int, limit: int, kv: str, model: str, train: int) -> QwenlocalE
             f"({human_tokens(limit)}, {kv} KV cache) for {model}"
         )
     told = f"at least {n}" if n >= limit else str(n)
-    fits = max(limit - ANSWER_RESERVE, limit // 2)
+    usable = min(limit, train)  # the context may have been made larger than the model reads
+    fits = max(usable - ANSWER_RESERVE, usable // 2)
     return QwenlocalError(
         f"the prompt is {told} tokens, but {what}",
         hint=f"shorten the input to about {fits} tokens (~{fits * CHARS_PER_TOKEN // 1000}K characters), "

@@ -21,17 +21,20 @@ def param_types(tools: list[dict]) -> dict[str, ParamTypes]:
     return found
 
 
-def types_of(schema: dict) -> frozenset[str]:
-    """The JSON types a schema admits; empty when it does not say (the value is then text)."""
+def types_of(schema: object) -> frozenset[str]:
+    """The JSON types a schema admits; empty when it does not say (the value is then text), as for
+    a schema that is not an object (a client's tools reach here as they were sent)."""
+    if not isinstance(schema, dict):
+        return frozenset()
     kind = schema.get("type")
     if isinstance(kind, str):
         return frozenset({kind})
     if isinstance(kind, list):
-        return frozenset(kind)
+        return frozenset(k for k in kind if isinstance(k, str))
     for key in ("anyOf", "oneOf"):
-        if key in schema:
+        if isinstance(schema.get(key), list):
             return frozenset().union(*(types_of(s) for s in schema[key]))
-    if "enum" in schema:
+    if isinstance(schema.get("enum"), list):
         return frozenset(json_type(v) for v in schema["enum"])
     if "const" in schema:
         return frozenset({json_type(schema["const"])})

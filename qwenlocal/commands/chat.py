@@ -12,13 +12,14 @@ image reading) need the model here: chat loads it the first time an image is use
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
 
 from ..config import Settings, data_dir
 from ..conversation import Conversation
-from ..errors import QwenlocalError, Terminated
+from ..errors import ExitCode, QwenlocalError, Terminated
 from ..render import stats_line
 from ..session import ChatSession, attach_files
 from ..terminal import Terminal
@@ -227,7 +228,7 @@ def start(
 
 def _piped(chat: Chat) -> None:
     """Not a terminal: one message per line; blank lines are skipped; slash commands work."""
-    for raw in chat.term.stdin:
+    for raw in _utf8_lines(chat.term.stdin):
         line = raw.strip()
         if not line:
             continue
@@ -237,6 +238,23 @@ def _piped(chat: Chat) -> None:
             continue
         chat.send(line)
         chat.term.write("" if chat.session.settings.json else "\n")  # an empty line between answers
+
+
+def _utf8_lines(stdin) -> Iterator[str]:
+    """stdin's lines, decoded here from its bytes where it has them: a line that is not UTF-8
+    stops the chat with exit 7 and its line number (what was answered before it is saved)."""
+    source = getattr(stdin, "buffer", None) or stdin
+    for number, raw in enumerate(source, 1):
+        try:
+            line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+            line.encode("utf-8")  # the lone surrogates a `surrogateescape` stream hands on
+        except UnicodeError:
+            raise QwenlocalError(
+                f"line {number} of stdin is not valid UTF-8",
+                hint="convert it first, e.g. `iconv -f latin1 -t utf-8 file | qwenlocal chat`",
+                code=ExitCode.BAD_INPUT,
+            ) from None
+        yield line
 
 
 def _loop(chat: Chat) -> None:

@@ -75,7 +75,8 @@ def describe(data: dict) -> str:
         f"(GPU offload: {'yes' if hw['gpu_offload'] else 'no, CPU-only build'})",
         f"system:   {hw['system']}, {hw['cpu_threads']} cores used of {hw['logical_cpus']} logical CPUs",
         f"memory:   {_size(hw['available_ram'])} available of {_size(hw['total_ram'])}"
-        + (" (unified)" if hw["unified_memory"] else ""),
+        + (" (unified)" if hw["unified_memory"] else "")
+        + (" (container limit)" if hw.get("memory_limit") else ""),
         f"GPU:      {gpus or 'none detected'}",
         *([f"note:     {hw['cpu_kernels_note']}"] if hw.get("cpu_kernels_note") else []),
         f"config:   {data['paths']['config']}",

@@ -44,6 +44,26 @@ CacheRam = Annotated[
     int,
     typer.Option("--cache-ram", min=0, help="MiB of RAM for other conversations' saved states (0: none)."),
 ]
+AllowOrigin = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-origin",
+        envvar="QWENLOCAL_ALLOW_ORIGIN",
+        metavar="ORIGIN",
+        help="Also answer web pages from this origin (scheme://host[:port]; repeat it, or commas; "
+        "'*': any). Default: only loopback pages (others get 403).",
+    ),
+]
+AllowHost = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-host",
+        envvar="QWENLOCAL_ALLOW_HOST",
+        metavar="HOST",
+        help="Also answer requests naming this host (repeat it, or commas). Default on loopback: "
+        "only loopback names (others get 403).",
+    ),
+]
 Vision = Annotated[
     bool, typer.Option("--vision", help="Load the vision projector: requests may send images (data: URIs).")
 ]
@@ -55,6 +75,8 @@ def serve(
     host: Host = "127.0.0.1",
     port: Port = DEFAULT_PORT,
     api_key: ApiKey = None,
+    allow_origin: AllowOrigin = None,
+    allow_host: AllowHost = None,
     max_queue: MaxQueue = 8,
     cache_ram: CacheRam = 1024,
     think: Think = None,
@@ -76,12 +98,14 @@ def serve(
     Examples: qwenlocal serve; qwenlocal serve -m 4b --ctx 32768;
     qwenlocal serve --host 0.0.0.0 --api-key "$KEY"
     """
+    from ..server.access import Access
     from ..server.main import Server, check_bind
     from .loading import locate
 
     term = terminal(context)
     chosen = settings(**locals())  # the engine's settings among the parameters
     check_bind(host, api_key)
+    access = Access.of(host, allow_origin or (), allow_host or ())
     vision = vision or mmproj is not None
     *located, projector = locate(term, chosen, vision)
-    Server(term, chosen, tuple(located), host, port, api_key, max_queue, cache_ram, projector).run()
+    Server(term, chosen, tuple(located), host, port, api_key, max_queue, cache_ram, projector, access).run()

@@ -113,6 +113,28 @@ def check_gguf(path: Path) -> None:
         )
 
 
+def context_error(n_ctx: int, path: Path, kv_cache: str) -> QwenlocalError:
+    """Why llama.cpp would not create a context: a cache type the model's head size does not
+    allow (its log says so), or else memory."""
+    import re
+
+    for line in log_lines:
+        found = re.search(r"(K|V) cache type (\w+) with block size (\d+) does not divide (\w+)=(\d+)", line)
+        if found:
+            _, cache, block, _, head = found.groups()
+            return QwenlocalError(
+                f"{path.name} cannot use a {cache} KV cache: its attention heads have {head} values, "
+                f"not a multiple of {cache}'s block of {block}",
+                hint="use --kv-cache f16 (or another cache type whose block divides the head size)",
+                code=ExitCode.USAGE,
+            )
+    return QwenlocalError(
+        f"cannot create a context of {n_ctx} tokens for {path.name}",
+        hint="try a smaller --ctx (the machine may be short of memory)",
+        code=ExitCode.DOES_NOT_FIT,
+    )
+
+
 def load_error(path: Path) -> QwenlocalError:
     errors = [line.strip() for line in log_lines if "error" in line.lower() or "fail" in line.lower()]
     detail = next((e for e in reversed(errors) if "corrupt" in e or "bounds" in e or "truncat" in e), None)
@@ -181,13 +203,10 @@ class Model:
         cparams.type_k = cparams.type_v = kv_type(lib, options.kv_cache)
         if options.kv_cache != "f16":  # llama.cpp quantizes the V cache only with flash attention
             cparams.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        log_lines.clear()
         ctx = lib.llama_init_from_model(self.model, cparams)
         if not ctx:
-            raise QwenlocalError(
-                f"cannot create a context of {n_ctx} tokens for {self.path.name}",
-                hint="try a smaller --ctx (the machine may be short of memory)",
-                code=ExitCode.DOES_NOT_FIT,
-            )
+            raise context_error(n_ctx, self.path, options.kv_cache)
         return ctx
 
     def resize(self, n_ctx: int, kv_cache: str | None = None) -> None:

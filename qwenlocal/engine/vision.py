@@ -101,8 +101,13 @@ class Projector:
             text = mtmd.mtmd_input_text(self.marker, len(self.marker), False, True)
             bitmaps = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
             rc = mtmd.mtmd_tokenize(self.ctx, chunks, ctypes.byref(text), bitmaps, 1)
-            if rc != 0:
-                raise QwenlocalError(f"{image.name}: libmtmd could not prepare it (error {rc})")
+            if rc != 0:  # images.load refuses the shapes known to fail: this is the backstop
+                raise QwenlocalError(
+                    f"{image.name} ({image.width}x{image.height} pixels): the image encoder could not "
+                    f"prepare it (libmtmd error {rc})",
+                    hint="try another size or shape of the image, e.g. crop or resize it",
+                    code=ExitCode.BAD_INPUT,
+                )
             for i in range(mtmd.mtmd_input_chunks_size(chunks)):
                 found = mtmd.mtmd_input_chunks_get(chunks, i)
                 if mtmd.mtmd_input_chunk_get_type(found) == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
@@ -150,14 +155,34 @@ class Projector:
 
 
 def _load_error(path: Path) -> QwenlocalError:
+    import re
+
+    log = "".join(llamacpp.log_lines)
+    mismatch = re.search(r"text model \(n_embd = (\d+)\) and mmproj \(n_embd = (\d+)\)", log)
+    if mismatch:
+        model, projector = (int(n) for n in mismatch.groups())
+        return QwenlocalError(
+            f"cannot load the projector {path.name}: it is for {_sized(projector)}, "
+            f"not for this model ({_sized(model)})",
+            hint="use the mmproj GGUF of the same model size: `qwenlocal pull SIZE --vision` gets both",
+            code=ExitCode.MODEL_FILE,
+        )
     errors = [line.strip() for line in llamacpp.log_lines if "error" in line.lower() or "fail" in line]
     detail = errors[-1].split(": ", 1)[-1] if errors else "libmtmd could not load it"
     return QwenlocalError(
-        f"cannot load the projector {path.name}: {detail}",
+        f"cannot load the projector {path.name}: {detail.splitlines()[0]}",
         hint="it must be the mmproj GGUF of the same model (size); download it again with "
         "`qwenlocal pull SIZE --vision`, or run with QWENLOCAL_DEBUG=1 for the log",
         code=ExitCode.MODEL_FILE,
     )
+
+
+def _sized(width: int) -> str:
+    """A model width in words: the catalog's model of that width, when there is one."""
+    from ..catalog import spec_for_embedding
+
+    spec = spec_for_embedding(width)
+    return f"{spec.display}, width {width}" if spec else f"a model of width {width}"
 
 
 def tokens_with_images(

@@ -1,6 +1,8 @@
 """One request's answer: the worker's events through the assembler, streamed as server-sent events
 (what came while the event loop was busy goes out in one write) or collected into one completion.
-Either way the generation is cancelled when the answer ends early (the client went away)."""
+Either way the generation is cancelled when the answer ends early (the client went away). A stream
+always ends with `data: [DONE]`, after the last chunk (Done) or an error in OpenAI's shape (the
+generation failed, the server is shutting down)."""
 
 from __future__ import annotations
 
@@ -43,12 +45,10 @@ class Answer:
             chunks = [sse(self.reply.chunk({"role": "assistant", "content": ""}))]
             while True:
                 for item in items:
-                    if item is END:
+                    if item is not END:
+                        chunks += self._chunks(item, include_usage)
+                    if item is END or isinstance(item, Done | Exception):  # nothing comes after
                         yield "".join(chunks) + sse("[DONE]")
-                        return
-                    chunks += self._chunks(item, include_usage)
-                    if isinstance(item, Exception):
-                        yield "".join(chunks)
                         return
                 if chunks:
                     yield "".join(chunks)  # what came meanwhile, in one write
@@ -66,7 +66,8 @@ class Answer:
                     raise api_error(item)
                 if isinstance(item, Done):
                     done, (_, finish) = item, self.assembler.finish(item)
-                elif item is not END:
+                    break
+                if item is not END:
                     self.assembler.feed(item)
         finally:
             self.job.cancel()

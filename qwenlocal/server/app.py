@@ -1,9 +1,11 @@
 """The HTTP routes (Starlette): /health, /v1/models, /v1/chat/completions, and qwenlocal's own
-/qwenlocal/prompt; the server's state; the app that puts them together.
+/qwenlocal/prompt; the server's state; the app that puts them together, behind access.py's filter.
 
 Every error is answered in OpenAI's shape with its status (protocol.py): 400 for a bad request or a
 prompt over the context (code `context_length_exceeded`, with the numbers), 401 without the key,
-404/405, 413 for a body over the limit, 429 when the queue is full, 503 while the model loads.
+403 for a page or a Host name not allowed and 415 for a body not sent as JSON (access.py), 404/405,
+413 for a body over the limit, 429 when the queue is full, 503 while the model loads (or the server
+stops).
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from typing import TYPE_CHECKING
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..client import fingerprint
 from ..config import Settings
+from .access import Access, Guard
 from .answer import Answer
-from .openai import ApiError, ChatRequest, messages, parse_request
+from .openai import ApiError, ChatRequest, messages, parse_request, tools
 from .protocol import api_error, authorize, endpoint, http_error, read_json
 from .reply import Assembler, Reply
 from .worker import Worker
@@ -45,10 +50,12 @@ class ServerState:
     max_body: int = MAX_BODY
     loaded: Loaded | None = None
     load: Callable[[], None] | None = None  # run in the worker thread at start-up
+    access: Access = field(default_factory=Access)  # who may call (loopback only, by default)
 
     def identity(self) -> dict:
-        """Which model file this server answers with: a client uses it only for the same file."""
-        info = {"path": str(self.path.resolve()), "size": self.path.stat().st_size}
+        """Which model file this server answers with (a client uses it only for the same file),
+        fingerprinted: /health is open, and the file's path says who and where the user is."""
+        info = {"file": fingerprint(self.path), "size": self.path.stat().st_size}
         if self.loaded is not None:
             info["n_ctx"] = self.loaded.engine.n_ctx
             info["spec"] = self.loaded.spec.name if self.loaded.spec else None
@@ -106,13 +113,12 @@ class Routes:
         body = await read_json(request, state.max_body)
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object")
-        chat, think = messages(body.get("messages")), bool(body.get("think"))
-        tools = body.get("tools") or None
+        chat, think, offered = messages(body.get("messages")), bool(body.get("think")), tools(body)
 
         def work() -> dict:
             if "generation" in body:
-                return {"text": engine.render(chat, think, tools, bool(body["generation"]))}
-            return {"tokens": engine.prompt_tokens(chat, think, tools)}
+                return {"text": engine.render(chat, think, offered, bool(body["generation"]))}
+            return {"tokens": engine.prompt_tokens(chat, think, offered)}
 
         return JSONResponse(await run_in_threadpool(work))
 
@@ -152,4 +158,9 @@ def build_app(state: ServerState) -> Starlette:
         Route("/v1/chat/completions", endpoint(routes.chat), methods=["POST"]),
         Route("/qwenlocal/prompt", endpoint(routes.prompt), methods=["POST"]),
     ]
-    return Starlette(routes=table, lifespan=lifespan(state), exception_handlers={HTTPException: http_error})
+    return Starlette(
+        routes=table,
+        middleware=[Middleware(Guard, access=state.access)],
+        lifespan=lifespan(state),
+        exception_handlers={HTTPException: http_error},
+    )

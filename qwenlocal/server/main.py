@@ -1,17 +1,23 @@
 """Serving: bind the socket, start uvicorn, load the model in the worker thread meanwhile (503 until
-it is loaded), stop cleanly on Ctrl-C or SIGTERM (uvicorn's handlers: in-flight answers get a few
-seconds, then are cancelled, which stops their generation)."""
+it is loaded), stop cleanly on Ctrl-C or SIGTERM (uvicorn's handlers): the answers in flight end at
+once with a last event saying so (worker.stop), uvicorn lets their responses finish, the model is
+closed, and the process says "stopped" and exits 0."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..errors import ExitCode, QwenlocalError
 from ..hardware import Choice
 from ..terminal import Terminal
+
+if TYPE_CHECKING:
+    from .access import Access
 
 DEFAULT_PORT = 11435  # beside Ollama's 11434
 
@@ -53,6 +59,19 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def uvicorn_server(config, stopping: Callable[[], None]):
+    """uvicorn's server, calling `stopping()` as its shutdown begins: before it waits (a few
+    seconds) for the responses in flight, which would then be cancelled half-way."""
+    import uvicorn
+
+    class Uvicorn(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            stopping()
+            await super().shutdown(sockets)
+
+    return Uvicorn(config)
+
+
 class Server:
     """A bound, not yet running server: `run()` serves until stopped (`stop()`, a signal)."""
 
@@ -67,17 +86,21 @@ class Server:
         max_queue: int = 8,
         cache_mib: int = 1024,
         mmproj: Path | None = None,
+        access: Access | None = None,
     ) -> None:
         import uvicorn
 
+        from .access import Access
         from .app import ServerState, build_app
         from .worker import Worker
 
         self.term, self.located, self.cache_mib, self.mmproj = term, located, cache_mib, mmproj
         _, path, label = located
+        access = access or Access.of(host)
         self.socket = bind(host, port)
         self.host, self.port = host, self.socket.getsockname()[1]
-        self.state = ServerState(label, path, settings, api_key, Worker(max_queue))
+        name = path.name if label == str(path) else label  # a .gguf path's folders are nobody's business
+        self.state = ServerState(name, path, settings, api_key, Worker(max_queue), access=access)
         self.state.load = self._load
         config = uvicorn.Config(
             build_app(self.state),
@@ -86,7 +109,7 @@ class Server:
             timeout_graceful_shutdown=3,
             lifespan="on",
         )
-        self.uvicorn = uvicorn.Server(config)
+        self.uvicorn = uvicorn_server(config, self.state.worker.stop)
         self.failed: list[QwenlocalError] = []
 
     @property
@@ -114,10 +137,16 @@ class Server:
         self.term.warn(f"ready: {label}, a context of {loaded.engine.n_ctx} tokens")
 
     def run(self) -> None:
-        self.term.warn(f"serving {self.state.label} on {self.url}/v1 (loading the model; Ctrl-C stops)")
-        self.uvicorn.run(sockets=[self.socket])
+        label = self.located[2]
+        self.term.warn(f"serving {label} on {self.url}/v1 (loading the model; Ctrl-C stops)")
+        try:
+            self.uvicorn.run(sockets=[self.socket])
+        except KeyboardInterrupt:  # uvicorn raises the signal it stopped for again, once stopped
+            if not self.uvicorn.should_exit:
+                raise
         if self.failed:
             raise self.failed[0]
+        self.term.warn("stopped")
 
     def stop(self) -> None:
         self.uvicorn.should_exit = True

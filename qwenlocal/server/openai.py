@@ -5,6 +5,7 @@ names the parameter, never a traceback or a silent default."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -12,6 +13,8 @@ from ..engine import GenerateOptions
 from ..errors import QwenlocalError
 
 ROLES = {"system", "user", "assistant", "tool", "developer"}
+INT32 = 2**31 - 1  # llama.cpp keeps token counts and top_k in 32-bit ints
+INT64 = 2**63  # a seed is any 64-bit integer, as vLLM's is (the engine keeps its low 32 bits)
 
 
 class ApiError(Exception):
@@ -49,17 +52,18 @@ def parse_request(body: object, defaults: Callable[[bool | None], GenerateOption
     if body.get("n", 1) != 1:
         raise bad("only n=1 is supported: one answer per request", "n")
     options = defaults(thinking(body))
+    limits = [_number(body, name, int, 1, INT32) for name in ("max_completion_tokens", "max_tokens")]
     options = replace(
         options,
         sampling=sampling(body, options.sampling),
-        max_tokens=_number(body, "max_completion_tokens", int, 1) or _number(body, "max_tokens", int, 1),
-        seed=_number(body, "seed", int),
+        max_tokens=limits[0] or limits[1],
+        seed=_number(body, "seed", int, -INT64, INT64 - 1),
         stop=stops(body.get("stop")),
     )
     if options.max_tokens is None:  # keep the server's own --max-tokens, if any
         options = replace(options, max_tokens=defaults(options.think).max_tokens)
     options = replace(options, ignore_eos=_flag(body, "ignore_eos"))  # llama-server's; benchmarks
-    budget = _number(body, "think_budget", int, 0)  # qwenlocal's own: reasoning tokens (0: none)
+    budget = _number(body, "think_budget", int, 0, INT32)  # qwenlocal's own: reasoning tokens (0: none)
     if budget is not None:
         options = replace(options, think_budget=budget or None)
     stream = _flag(body, "stream")
@@ -94,26 +98,39 @@ def sampling(body: dict, base):
     changes = {
         "temperature": _number(body, "temperature", float, 0.0, 2.0),
         "top_p": _number(body, "top_p", float, 0.0, 1.0),
-        "top_k": _number(body, "top_k", int, 0),
+        "top_k": _number(body, "top_k", int, 0, INT32),
         "min_p": _number(body, "min_p", float, 0.0, 1.0),
         "presence_penalty": _number(body, "presence_penalty", float, -2.0, 2.0),
         "frequency_penalty": _number(body, "frequency_penalty", float, -2.0, 2.0),
-        "repeat_penalty": _number(body, "repeat_penalty", float, 0.0),
+        "repeat_penalty": _number(body, "repeat_penalty", float, 0.0, above=True),
     }
     return replace(base, **{k: v for k, v in changes.items() if v is not None})
 
 
-def _number(body: dict, name: str, kind: type, low: float | None = None, high: float | None = None):
+def _number(
+    body: dict,
+    name: str,
+    kind: type,
+    low: float | None = None,
+    high: float | None = None,
+    above: bool = False,
+):
+    """A numeric field, or None when unset: a finite number of its kind within [low, high] (above
+    `low` with `above`), as the CLI's flags are bounded; anything else is a 400 naming the field."""
     value = body.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise bad(f"{name} must be a number", name)
+    if isinstance(value, float) and not math.isfinite(value):  # JSON's NaN and Infinity, as Python reads it
+        raise bad(f"{name} must be a finite number, not {value}", name)
     if kind is int and value != int(value):
         raise bad(f"{name} must be an integer", name)
-    if (low is not None and value < low) or (high is not None and value > high):
-        span = f"at least {low}" if high is None else f"between {low} and {high}"
-        raise bad(f"{name} must be {span}, not {value}", name)
+    if (low is not None and (value <= low if above else value < low)) or (high is not None and value > high):
+        least = f"above {low}" if above else f"at least {low}"
+        span = least if high is None else f"between {low} and {high}"
+        shown = repr(value) if len(repr(value)) <= 24 else repr(value)[:12] + "..."
+        raise bad(f"{name} must be {span}, not {shown}", name)
     return kind(value)
 
 
@@ -150,6 +167,8 @@ def message(raw: object, i: int) -> dict:
         if isinstance(raw.get("reasoning_content"), str):
             out["reasoning_content"] = raw["reasoning_content"]
         if raw.get("tool_calls"):
+            if not isinstance(raw["tool_calls"], list):
+                raise bad(f"{where}.tool_calls must be an array", f"{where}.tool_calls")
             out["tool_calls"] = [call(c, f"{where}.tool_calls[{k}]") for k, c in enumerate(raw["tool_calls"])]
     if role == "tool" and isinstance(raw.get("tool_call_id"), str):
         out["tool_call_id"] = raw["tool_call_id"]
@@ -219,7 +238,9 @@ def call(raw: object, where: str) -> dict:
 
 
 def tools(body: dict) -> list[dict] | None:
-    """The function tools offered; `tool_choice: "none"` offers none."""
+    """The function tools offered; `tool_choice: "none"` offers none. Each function's `parameters`
+    is a JSON schema object whose `properties` are schema objects: the chat template and the call
+    parser read them so."""
     raw = body.get("tools")
     if not raw or body.get("tool_choice") == "none":
         return None
@@ -231,4 +252,20 @@ def tools(body: dict) -> list[dict] | None:
             raise bad(f"tools[{k}] must be a function tool", f"tools[{k}]")
         if not isinstance(function.get("name"), str) or not function["name"]:
             raise bad(f"tools[{k}].function needs a name", f"tools[{k}].function.name")
+        schema(function.get("parameters"), f"tools[{k}].function.parameters")
     return raw
+
+
+def schema(parameters: object, where: str) -> None:
+    if parameters is None:
+        return
+    if not isinstance(parameters, dict):
+        raise bad(f"{where} must be a JSON schema object", where)
+    properties = parameters.get("properties")
+    if properties is None:
+        return
+    if not isinstance(properties, dict):
+        raise bad(f"{where}.properties must be an object", f"{where}.properties")
+    for name, value in properties.items():
+        if not isinstance(value, dict):
+            raise bad(f"{where}.properties.{name} must be a JSON schema object", f"{where}.properties.{name}")

@@ -72,3 +72,5 @@ async def read_json(request: Request, limit: int) -> object:
         return json.loads(body)
     except ValueError:
         raise ApiError(400, "the request body is not valid JSON") from None
+    except RecursionError:  # arrays or objects nested thousands deep
+        raise ApiError(400, "the request body is JSON nested too deeply") from None

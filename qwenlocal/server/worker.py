@@ -3,7 +3,9 @@ one context), with a bounded queue in front of it.
 
 A Job carries the engine's events from the worker thread to the request's coroutine. Cancelling
 it (the client went away, a shutdown) is a flag the thread checks at every event, that is every
-token: the engine's generator is then closed, which leaves its state cache consistent.
+token (or batch of prompt tokens): the engine's generator is then closed, which leaves its state
+cache consistent. When the server stops, each answer in flight ends at once with SHUTTING_DOWN,
+without waiting for the thread, so that every client gets a last event before the server goes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from .openai import ApiError
 
 END = object()  # the last item of every job
+
+
+def shutting_down() -> ApiError:
+    message = "the server is shutting down: this answer was cut short"
+    return ApiError(503, message, code="server_shutting_down")
 
 
 class Job:
@@ -72,9 +79,12 @@ class Worker:
         self.max_queue = max_queue
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="qwenlocal-generate")
         self.active = 0  # submitted and not finished; only touched on the event loop
+        self.stopping = False
         self._jobs: set[Job] = set()
 
     def submit(self, generate: Callable[[], Iterator[object]]) -> Job:
+        if self.stopping:
+            raise shutting_down()
         if self.active > self.max_queue:
             raise ApiError(
                 429,
@@ -109,10 +119,16 @@ class Worker:
         self.active -= 1
         self._jobs.discard(job)
 
-    def cancel_all(self) -> None:
+    def stop(self) -> None:
+        """The server is stopping (on the event loop): every job ends now with SHUTTING_DOWN, its
+        generation at the thread's next event (a waiting one is never started); new ones get 503."""
+        self.stopping = True
         for job in list(self._jobs):
             job.cancel()
+            job.put(shutting_down())
+            job.put(END)
 
     def close(self) -> None:
-        self.cancel_all()
+        for job in list(self._jobs):
+            job.cancel()
         self.executor.shutdown(wait=True)

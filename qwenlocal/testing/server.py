@@ -36,18 +36,23 @@ def serving(
     cache_mib: int = 0,
     ready: bool = True,
     mmproj: Path | None = None,
+    allow_origins: tuple[str, ...] = (),
+    allow_hosts: tuple[str, ...] = (),
     **settings,
 ) -> Iterator:
     """A running server for the GGUF `model` (and its projector `mmproj`); `ready=False` does not
     load it (503 for ever)."""
     from ..config import Settings
     from ..loader import plan
+    from ..server.access import Access
     from ..server.main import Server
     from ..terminal import Terminal
 
     chosen = Settings(model=str(model), ctx=ctx, **settings)
     term = Terminal(io.StringIO(), io.StringIO(), io.StringIO())
-    server = Server(term, chosen, plan(chosen), "127.0.0.1", 0, api_key, max_queue, cache_mib, mmproj)
+    access = Access.of("127.0.0.1", allow_origins, allow_hosts)
+    located = plan(chosen)
+    server = Server(term, chosen, located, "127.0.0.1", 0, api_key, max_queue, cache_mib, mmproj, access)
     if not ready:
         server.state.load = None
     thread = threading.Thread(target=server.run, name="qwenlocal-test-server", daemon=True)
