@@ -77,6 +77,9 @@ class Settings:
     # the most tokens one image becomes (None: 256 on a CPU, 1024 on a GPU)
     image_tokens: int | None = field(default=None, metadata=_bounds(16, 4096))
     mmproj: str | None = None  # a projector GGUF for a .gguf path model (catalog models know theirs)
+    instructions: bool = True  # the agent reads AGENTS.md / QWEN.md into its system prompt
+    # seconds an MCP server's tool may take before the call ends as an error
+    mcp_timeout: float = field(default=60.0, metadata=_bounds(0.1, 3600.0))
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def source(self, name: str) -> str:
@@ -159,17 +162,21 @@ def _within(name: str, value: Any) -> bool:
     return (low is None or value >= low) and (high is None or value <= high)
 
 
-def _file_layer(path: Path) -> dict[str, Any]:
+def _read_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
         raise QwenlocalError(
             f"cannot read the config file {path}: {exc}",
             hint="fix or remove the file (see README.md, 'Configuration')",
             code=ExitCode.USAGE,
         ) from None
+
+
+def _file_layer(path: Path) -> dict[str, Any]:
+    data = {k: v for k, v in _read_file(path).items() if k != "mcp"}  # tables: mcp_servers()
     unknown = sorted(set(data) - set(_NAMES))
     if unknown:
         raise QwenlocalError(
@@ -178,6 +185,44 @@ def _file_layer(path: Path) -> dict[str, Any]:
             code=ExitCode.USAGE,
         )
     return data
+
+
+_MCP_KEYS = {"command": "text", "args": "an array of text", "env": "a table of text values"}
+
+
+def mcp_servers() -> dict[str, dict[str, Any]]:
+    """The config file's `[mcp.NAME]` tables (the agent's MCP servers): NAME -> {"command": str,
+    "args": list[str], "env": dict[str, str]}, each checked; exit 2 naming the bad one."""
+    path = config_file()
+    tables = _read_file(path).get("mcp", {})
+
+    def bad(what: str, hint: str) -> QwenlocalError:
+        return QwenlocalError(f"{what} in {path}", hint=hint, code=ExitCode.USAGE)
+
+    example = 'e.g. [mcp.files] command = "npx", args = ["-y", "some-server"]'
+    if not isinstance(tables, dict):
+        raise bad("'mcp' must be tables [mcp.NAME]", example)
+    servers = {}
+    for name, table in tables.items():
+        where = f"[mcp.{name}]"
+        if not isinstance(table, dict):
+            raise bad(f"'mcp.{name}' must be a table", example)
+        if not name or not all(c.isalnum() or c in "_-" for c in name) or "__" in name:
+            raise bad(f"the MCP server name '{name}' is not usable", "use letters, digits, - and single _")
+        unknown = sorted(set(table) - set(_MCP_KEYS))
+        if unknown:
+            raise bad(f"unknown key '{unknown[0]}' in {where}", f"{where} takes command, args and env")
+        command, args, env = table.get("command"), table.get("args", []), table.get("env", {})
+        checks = {
+            "command": isinstance(command, str) and bool(command.strip()),
+            "args": isinstance(args, list) and all(isinstance(a, str) for a in args),
+            "env": isinstance(env, dict) and all(isinstance(v, str) for v in env.values()),
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise bad(f"invalid '{key}' in {where}", f"'{key}' takes {_MCP_KEYS[key]}; {example}")
+        servers[name] = {"command": command, "args": list(args), "env": dict(env)}
+    return servers
 
 
 def load_settings(flags: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Settings:

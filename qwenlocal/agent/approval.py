@@ -1,4 +1,5 @@
-"""Who says yes to a change: the user (default), `--auto-edit` (file edits), or `--yes` (all).
+"""Who says yes to a change: the user (default), `--auto-edit` (file edits), `--auto-mcp` (tools
+from MCP servers, otherwise asked like a shell command), or `--yes` (all).
 
 Reading never asks. Writing, editing and shell commands ask on a terminal; when stdin is not a
 terminal and the user did not say --yes, they are refused and reported, never run silently."""
@@ -37,6 +38,7 @@ class Approver:
     interactive: bool = True
     ask: Callable[[str, str], str] | None = None  # (tool, preview) -> "y" / "n" / "a" / "s"
     always: set[str] = field(default_factory=set)
+    auto_mcp: bool = False  # --auto-mcp: tools from MCP servers run without asking
 
     def decide(self, tool: Tool, preview: str) -> Decision:
         if tool.kind is Kind.READ:
@@ -45,6 +47,8 @@ class Approver:
             return Decision(Verdict.YES, "--yes")
         if self.mode == AUTO_EDIT and tool.kind is Kind.EDIT:
             return Decision(Verdict.YES, "--auto-edit")
+        if self.auto_mcp and tool.server is not None:
+            return Decision(Verdict.YES, "--auto-mcp")
         if tool.name in self.always:
             return Decision(Verdict.YES, f"always allowed for {tool.name} in this run")
         if not self.interactive or self.ask is None:

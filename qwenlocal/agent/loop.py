@@ -180,7 +180,7 @@ class Agent:
             return Verdict.NO
         try:
             arguments = tool.check(call.arguments)
-            method = getattr(self.workspace, tool.name)
+            method = tool.run or getattr(self.workspace, tool.name)  # an MCP tool brings its own
             change = method(**arguments) if tool.kind is Kind.EDIT else None
             preview = change.diff(self.workspace.root) if change else tool.preview(arguments)
             self.emit(ToolRequested(call, tool, preview))

@@ -26,8 +26,11 @@ silently lose work:
   last `</parameter>` closes a known parameter opened inside it (the same parameter twice, or an
   embedded one before the real one) has two readings, and the model is asked again.
 - A misspelled closer (`</parameter >`, `</paramter>`, `</fuction>`) is read as the closer, so it
-  never ends up inside a written file; a missing `</function>` or `</tool_call>` is tolerated.
-- A call without its `<tool_call>` opener is read (vLLM and SGLang do); the JSON form
+  never ends up inside a written file, and a drifted one at the end of a value that was never
+  closed (`</parameter1>`, `</parameter_function>`, `</parameter`) is dropped, as SGLang does; a
+  missing `</function>` or `</tool_call>` is tolerated.
+- A call without its `<tool_call>` opener is read (vLLM and SGLang do), several in a row too;
+  Python literals (`True`, `None`, `{'a': 1}`) are read for typed parameters (schema.py); the JSON form
   (`<tool_call>{"name": ..., "arguments": {...}}</tool_call>`) older Qwen models use is read too.
 - One unreadable block does not discard the calls beside it: `Parsed.error` reports it while the
   others run. The text around the calls (before, between, after) is kept as the reply's text.
@@ -51,6 +54,9 @@ FORMAT_REMINDER = (
 _NAME = r"[A-Za-z_][\w.\-]*"
 _TAG = re.compile(rf"<(tool_call)\s*>|<(function|parameter)=({_NAME})\s*>|</\s*([A-Za-z_]{{4,12}})\s*>")
 _CLOSERS = ("parameter", "function", "tool_call")
+# A value's closer as grammar-less sampling lets it drift (SGLang strips these): `</parameter1>`,
+# `</parameter_function>`, `</parameter` without its `>`; only at the end of an unclosed value.
+_DRIFTED = re.compile(r"</parameter[\w\-]*>?\s*$")
 # The tags a call's closers follow and precede (Value._glued).
 _BEFORE = {"/function": ("/parameter", "function"), "/tool_call": ("/parameter", "/function")}
 _AFTER = {"/function": ("/tool_call", "tool_call", "function"), "/tool_call": ("tool_call", "function")}
@@ -273,6 +279,8 @@ class Value:
             raise ValueError(f"<parameter={inside}> is given twice (or is inside another value)")
         end, goes_on = (last_close.start, last_close.end) if last_close else (boundary, boundary)
         value = self.reply[self.tags[k].end : end]
+        if last_close is None:  # never closed: a closer that drifted (`</parameter1>`) is no text
+            value = _DRIFTED.sub("", value)
         value = value[1:] if value.startswith("\n") else value
         return (value[:-1] if value.endswith("\n") else value), goes_on
 

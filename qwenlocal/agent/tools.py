@@ -11,12 +11,15 @@ workspace, runs), its parameters say which arguments are accepted and with which
 `key` names the argument that says what a call is about (shown to the user).
 
 Adding a tool is one entry here plus one method of the same name on Workspace (workspace.py).
+Tools from MCP servers (mcp.py) join this table at run time as `SERVER__tool` entries of kind
+shell, each carrying the function that calls its server.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import Enum
 
 from .confine import ToolError
@@ -49,6 +52,11 @@ class Tool:
     description: str
     params: tuple[Param, ...] = ()
     key: str | None = None  # the argument a call is about: path, command, pattern
+    # A tool from an MCP server (mcp.py): the server's name, the function that calls it (instead
+    # of the Workspace method) and its own JSON schema (instead of one derived from params).
+    server: str | None = None
+    run: Callable[..., str] | None = field(default=None, compare=False, repr=False)
+    input_schema: dict | None = field(default=None, compare=False, repr=False)
 
     def schema(self) -> dict:
         """The function schema offered to the model (the chat template renders it)."""
@@ -56,6 +64,8 @@ class Tool:
         required = [p.name for p in self.params if p.required]
         if required:
             parameters["required"] = required
+        if self.input_schema is not None:
+            parameters = self.input_schema
         return {
             "type": "function",
             "function": {"name": self.name, "description": self.description, "parameters": parameters},
