@@ -6,6 +6,7 @@
     python -m bench --only image       # the image rows alone (against llama-mtmd-cli), spliced in
     python -m bench --only depth --models 0.8b --reps 1   # speed at 16K/64K depth, 32K TTFT, 128K RSS
     python -m bench --only serve --models 0.8b   # the server rows alone (bench/serve.py), likewise
+    python -m bench --only schema --reps 3   # decode with a JSON schema vs without (bench/schema.py)
 
 Models: random weights with Qwen3.5's exact tensor shapes and vocabulary, quantized to Q4_K_M
 (compute per token does not depend on the values, so the speed is the real models' speed).
@@ -349,6 +350,13 @@ def only_serve(args) -> int:
     return 0
 
 
+def only_schema(args) -> int:
+    """`--only schema`: decode with a JSON schema's grammar vs without (bench/schema.py)."""
+    from . import schema
+
+    return schema.only(args, model_file, log)
+
+
 def chart(results: list[Result], out: Path) -> None:
     import matplotlib
 
@@ -475,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agent-runs", type=int, default=SAMPLES, help="agent runs (each step's best)")
     parser.add_argument(
         "--only",
-        choices=["agent", "image", "depth", "serve"],
+        choices=["agent", "image", "depth", "serve", "schema"],
         help="measure these rows alone",
     )
     parser.add_argument("--image-tokens", type=int, default=256, help="image token budget (image rows)")
@@ -498,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
         return only_depth(args)
     if args.only == "serve":
         return only_serve(args)
+    if args.only == "schema":
+        return only_schema(args)
     binary = llama_bench.build()
     results = [bench_model(name, binary, args) for name in args.models]
     help_s, first_s = cold_start(model_file(args.models[0]), 5)

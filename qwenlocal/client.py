@@ -124,7 +124,11 @@ class RemoteEngine:  # an Engine (qwenlocal.engine.Engine)
         pass  # the server reads text; `vision` stays None, so nothing is sent as an image
 
     def stream(
-        self, messages: list[dict], options: GenerateOptions, tools: list[dict] | None = None, checkpoint=True
+        self,
+        messages: list[dict],
+        options: GenerateOptions,
+        tools: list[dict] | None = None,
+        checkpoint=True,
     ) -> Iterator[Event]:
         s = options.sampling
         body = {
@@ -140,6 +144,7 @@ class RemoteEngine:  # an Engine (qwenlocal.engine.Engine)
             # the text as the model wrote it, tool calls in it, as the local engine streams it
             # (the agent parses the calls itself)
             **({"tools": tools, "raw_text": True} if tools else {}),
+            **({"response_format": response_format(options.grammar)} if options.grammar else {}),
         }
         started = time.perf_counter()
         answer, reasoning, finish, timings = [], [], "stop", {}
@@ -177,6 +182,13 @@ class RemoteEngine:  # an Engine (qwenlocal.engine.Engine)
 
     def close(self) -> None:
         pass
+
+
+def response_format(grammar) -> dict:
+    """`run --schema` / `--json-object` through a server: the schema its grammar was made from."""
+    if not grammar.schema:
+        return {"type": "json_object"}
+    return {"type": "json_schema", "json_schema": {"name": "answer", "schema": json.loads(grammar.schema)}}
 
 
 def events(response: http.client.HTTPResponse) -> Iterator[dict]:

@@ -28,6 +28,7 @@ class ExitCode(IntEnum):
     CHECKSUM = 14  # the downloaded file does not match the hub's sha256
     OFFLINE = 15  # offline mode and the file is not cached
     NOT_WRITABLE = 16  # a folder qwenlocal writes to is not writable
+    STRUCTURED = 17  # a --schema / --json-object answer cut short, or not valid for its schema
     INTERRUPTED = 130  # interrupted with Ctrl-C (128 + SIGINT)
     TERMINATED = 143  # stopped by SIGTERM (128 + SIGTERM), handled as Ctrl-C is
 
@@ -55,6 +56,10 @@ EXIT_CODES: dict[ExitCode, str] = {
     ExitCode.OFFLINE: "offline and the file is not in the cache",
     ExitCode.NOT_WRITABLE: (
         "a folder qwenlocal writes to (HF_HOME, the data folder) is not writable or read-only"
+    ),
+    ExitCode.STRUCTURED: (
+        "a `--schema` or `--json-object` answer cut short (`--max-tokens`, a full context) or not valid "
+        "for its schema; nothing on stdout, the partial text on stderr"
     ),
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C); partial output is kept",
     ExitCode.TERMINATED: "terminated (SIGTERM); partial output is kept, as with Ctrl-C",

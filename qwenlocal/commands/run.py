@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,7 @@ import typer
 from ..config import Settings
 from ..errors import ExitCode, QwenlocalError
 from ..prompt_input import compose, read_stdin
+from ..structured import HeldAnswer, Structure
 from ..terminal import Terminal
 from .options import (
     Ctx,
@@ -66,14 +68,29 @@ def run(
     mmproj: Mmproj = None,
     server: Server = None,
     no_server: NoServer = False,
+    schema: Annotated[
+        str | None,
+        typer.Option(
+            "--schema",
+            help="Answer with JSON valid for this JSON schema (a file, or the schema itself). "
+            "Exit 17 if the answer is cut short.",
+        ),
+    ] = None,
+    json_object: Annotated[
+        bool, typer.Option("--json-object", help="Answer with a JSON object (any). Exit 17 if cut short.")
+    ] = False,
 ) -> None:
     """Answer one prompt and exit. The answer alone goes to stdout.
 
     Examples: qwenlocal run "why is the sky blue?";
     git diff | qwenlocal run "write a commit message";
-    qwenlocal run --image photo.png "what is in it?"; cat photo.jpg | qwenlocal run "describe"
+    qwenlocal run --image photo.png "what is in it?"; cat photo.jpg | qwenlocal run "describe";
+    qwenlocal run --schema invoice.schema.json < invoice.txt | jq .total
     """
-    answer(terminal(context), settings(**locals()), prompt, image or [], server, not no_server)
+    from ..structured import structure_for
+
+    structure = structure_for(schema, json_object)  # per call, never a setting: checked first
+    answer(terminal(context), settings(**locals()), prompt, image or [], server, not no_server, structure)
 
 
 def messages_for(settings: Settings, content) -> list[dict]:
@@ -121,8 +138,10 @@ def answer(
     files: list[Path] = (),
     server: str | None = None,
     use_server: bool = False,
+    structure: Structure | None = None,
 ) -> None:
-    """`server` (--server URL) and `use_server` (False: --no-server): see client.py."""
+    """`server` (--server URL) and `use_server` (False: --no-server): see client.py. `structure`:
+    the answer must be JSON of it (--schema, --json-object), held back until it validates."""
     from ..client import RemoteEngine
     from ..sizing import size_run
     from .loading import open_model_or_server
@@ -130,6 +149,8 @@ def answer(
     content = read_input(term, settings, prompt, list(files))
     loaded = open_model_or_server(term, settings, server, use_server, vision=not isinstance(content, str))
     messages, options = messages_for(settings, content), loaded.generate_options(settings)
+    if structure is not None:
+        options = replace(options, grammar=structure.grammar())
     if not isinstance(loaded.engine, RemoteEngine):  # a server's context is the server's
         default, kv = loaded.engine.n_ctx, loaded.engine.kv_cache
         try:
@@ -140,17 +161,18 @@ def answer(
         if sized is not None:
             term.warn(sized.notice(default, kv))
     renderer = term.renderer(
-        markdown=term.markdown and not settings.json,
+        markdown=term.markdown and not settings.json and structure is None,
         show_reasoning=term.shows_reasoning(settings.show_reasoning),
         verbose=settings.verbose,
         json_mode=settings.json,
         model=loaded.label,
     )
+    sink = renderer if structure is None else HeldAnswer(structure, renderer, term)
     try:
         for event in loaded.engine.stream(messages, options, checkpoint=False):
-            renderer.handle(event)
+            sink.handle(event)
     except KeyboardInterrupt:
-        renderer.interrupted()
+        sink.interrupted()
         raise
     finally:
         loaded.engine.close()

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from ..catalog import Sampling
 from ..events import Event
+from .grammar import Grammar
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class GenerateOptions:
     seed: int | None = None
     ignore_eos: bool = False  # benchmarks: generate exactly max_tokens, as llama-bench does
     stop: tuple[str, ...] = ()  # end the answer once it contains one of these (the server's `stop`)
+    grammar: Grammar | None = None  # the answer must match it (JSON of a schema, a tool call)
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token, bias): tests and benchmarks
 
 
 def with_temperature(sampling: Sampling, temperature: float | None) -> Sampling:

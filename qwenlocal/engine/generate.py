@@ -132,7 +132,7 @@ def generate(
     with Sampler(lib, vocab, options) as sampler:
         try:
             while True:
-                token = lib.llama_sampler_sample(sampler.chain, ctx, -1)
+                token = sampler.sample(ctx)
                 if not tokens:
                     tally.started = time.perf_counter()
                     tally.ttft_s = tally.started - prompt.started
@@ -155,6 +155,7 @@ def generate(
                         yield Notice(f"reasoning budget of {limits.budget} tokens reached; answering now")
                         step += close
                         tokens += close
+                        sampler.accept(close)  # a grammar starts at its </think>
                         yield from splitter.feed(utf8.decode(b"".join(piece(t) for t in close)))
                 model.eval(step)
             yield from splitter.feed(utf8.decode(b"", final=True))

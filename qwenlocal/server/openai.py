@@ -72,7 +72,9 @@ def parse_request(body: object, defaults: Callable[[bool | None], GenerateOption
         raise bad("stream_options must be an object", "stream_options")
     include_usage = bool(stream_options.get("include_usage"))
     raw = _flag(body, "raw_text")
-    return ChatRequest(messages(body.get("messages")), options, tools(body), stream, include_usage, raw)
+    offered = tools(body)
+    options = replace(options, grammar=answer_grammar(body, offered))
+    return ChatRequest(messages(body.get("messages")), options, offered, stream, include_usage, raw)
 
 
 def thinking(body: dict) -> bool | None:
@@ -269,3 +271,84 @@ def schema(parameters: object, where: str) -> None:
     for name, value in properties.items():
         if not isinstance(value, dict):
             raise bad(f"{where}.properties.{name} must be a JSON schema object", f"{where}.properties.{name}")
+
+
+def answer_grammar(body: dict, offered: list[dict] | None):
+    """What the answer must be, as the grammar that makes it so: one tool call (`tool_choice`
+    "required", or a named function), JSON (`response_format` json_object or json_schema), a call
+    or that JSON (both, with tools offered and `tool_choice` "auto"), or anything (None)."""
+    from ..engine.grammar import GrammarError, call_grammar
+    from ..structured import Structure, plain
+
+    forced = tool_choice(body, offered)
+    schema = response_format(body.get("response_format"))
+    # the parameters without their titles and descriptions, which the converter can trip on
+    functions = [
+        {**t["function"], "parameters": plain(t["function"].get("parameters") or {})} for t in offered or ()
+    ]
+    try:
+        if forced is not None:
+            return call_grammar(functions, forced or None)
+        if schema is False:
+            return None
+        if offered:
+            return call_grammar(functions, None, None if schema is None else plain(schema))
+        return Structure(schema).grammar()
+    except GrammarError as error:  # a tool's parameters the converter cannot use
+        raise bad(f"tools: {error}", "tools") from None
+    except ValueError as error:  # structured.SchemaProblem
+        raise bad(f"response_format.json_schema.schema: {error}", "response_format") from None
+
+
+def tool_choice(body: dict, offered: list[dict] | None) -> str | None:
+    """The function the reply must call: its name, "" for any of the tools, None when the model
+    may answer instead ("auto", "none", unset)."""
+    choice = body.get("tool_choice")
+    if choice is None or choice in ("auto", "none"):
+        return None
+    if choice == "required":
+        name = ""
+    elif (
+        isinstance(choice, dict)
+        and choice.get("type") == "function"
+        and isinstance(choice.get("function"), dict)
+        and isinstance(choice["function"].get("name"), str)
+    ):
+        name = choice["function"]["name"]
+    else:
+        raise bad(
+            'tool_choice must be "none", "auto", "required" or {"type": "function", "function": '
+            '{"name": ...}}',
+            "tool_choice",
+        )
+    names = [t["function"]["name"] for t in offered or ()]
+    if not names:
+        raise bad(f"tool_choice {choice if isinstance(choice, str) else name!r} needs tools", "tool_choice")
+    if name and name not in names:
+        raise bad(f"tool_choice names {name!r}, which is not among the tools offered", "tool_choice")
+    return name
+
+
+def response_format(raw: object) -> dict | None | bool:
+    """The answer's JSON schema: a schema checked as `run --schema` checks it, None for any JSON
+    object ("json_object"), False for free text ("text", or unset)."""
+    if raw is None:
+        return False
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind == "text":
+        return False
+    if kind == "json_object":
+        return None
+    if kind != "json_schema":
+        raise bad('response_format.type must be "text", "json_object" or "json_schema"', "response_format")
+    spec = raw.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise bad("response_format.json_schema needs a name and a schema", "response_format")
+    if "strict" in spec and not isinstance(spec["strict"], bool | None):
+        raise bad("response_format.json_schema.strict must be true or false", "response_format")
+    from ..structured import SchemaProblem, check
+
+    try:
+        return check(spec.get("schema")).schema
+    except SchemaProblem as problem:
+        raise bad(f"response_format.json_schema.schema: {problem}", "response_format") from None
