@@ -13,7 +13,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from . import __version__
-from .commands import agent, chat, completions, doctor, models, run, serve
+from .commands import agent, cache, chat, completions, doctor, models, run, serve
 from .errors import ExitCode, QwenlocalError, Terminated
 from .terminal import Terminal
 
@@ -36,6 +36,7 @@ app.command("list")(models.list_)
 app.command("ls", hidden=True, help="Alias of list.")(models.list_)
 app.command()(models.rm)
 app.command()(models.show)
+app.command()(cache.cache)
 app.command()(completions.completions)
 
 

@@ -129,6 +129,7 @@ class RemoteEngine:  # an Engine (qwenlocal.engine.Engine)
         options: GenerateOptions,
         tools: list[dict] | None = None,
         checkpoint=True,
+        keep=(),  # the server keeps its own states
     ) -> Iterator[Event]:
         s = options.sampling
         body = {

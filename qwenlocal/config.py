@@ -35,6 +35,28 @@ def data_dir() -> Path:
     return Path(_dirs().user_data_dir)
 
 
+def state_dir() -> Path:
+    """Model states kept between processes (engine/diskstate.py): a cache, safe to delete."""
+    return Path(_dirs().user_cache_dir) / "states"
+
+
+def state_limit(settings: Settings) -> int:
+    """The bytes the state cache may take: `cache_max` MiB, or the smaller of 4 GiB and a tenth
+    of the free disk where it lives."""
+    import shutil
+
+    if settings.cache_max is not None:
+        return settings.cache_max << 20
+    folder = state_dir()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return 0
+    return min(4 << 30, free // 10)
+
+
 # The most threads ggml can run (GGML_MAX_N_THREADS): past it llama.cpp overruns fixed arrays and
 # crashes. A fixed bound keeps a config file valid on every machine; the loader then caps what
 # this machine can use (thousands of threads on a few cores spin-wait long enough to look hung).
@@ -77,6 +99,9 @@ class Settings:
     # the most tokens one image becomes (None: 256 on a CPU, 1024 on a GPU)
     image_tokens: int | None = field(default=None, metadata=_bounds(16, 4096))
     mmproj: str | None = None  # a projector GGUF for a .gguf path model (catalog models know theirs)
+    cache: bool = True  # keep prompt states on disk between processes (engine/diskstate.py)
+    # MiB the state cache may take on disk; None: the smaller of 4 GiB and 10% of the free disk
+    cache_max: int | None = field(default=None, metadata=_bounds(0))
     instructions: bool = True  # the agent reads AGENTS.md / QWEN.md into its system prompt
     # seconds an MCP server's tool may take before the call ends as an error
     mcp_timeout: float = field(default=60.0, metadata=_bounds(0.1, 3600.0))

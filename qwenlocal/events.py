@@ -56,6 +56,7 @@ class Stats:
     n_ctx: int
     reused_tokens: int = 0  # prompt tokens whose state was restored instead of evaluated
     image_tokens: int = 0  # prompt tokens that are images (counted in prompt_tokens)
+    cached_tokens: int = 0  # of reused_tokens, those restored from the on-disk state cache
 
     @property
     def prompt_tps(self) -> float:

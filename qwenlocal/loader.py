@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import catalog as catalog_mod
 from .catalog import CatalogTarget, FileTarget, ModelSpec, QuantFile, Sampling
-from .config import Settings
+from .config import Settings, state_dir, state_limit
 from .engine import GenerateOptions, LlamaEngine, LoadOptions, check_gguf, with_temperature
 from .errors import ExitCode, QwenlocalError
 from .hardware import Choice, Hardware, Want, detect, image_tokens_for, pick
@@ -191,6 +191,8 @@ def load(settings: Settings, choice: Choice, path: Path, label: str, mmproj: Pat
             kv_cache=choice.kv_cache,
             # a context the user fixed stays as it is; else it may grow as far as memory allows
             max_ctx=choice.n_ctx if settings.ctx else max(choice.max_ctx, choice.n_ctx),
+            state_dir=str(state_dir()) if settings.cache else None,
+            state_max=state_limit(settings) if settings.cache else 0,
         ),
         mmproj,
     )

@@ -19,11 +19,16 @@ if TYPE_CHECKING:
     from .terminal import Terminal
 
 
+def restored(stats: Stats) -> str:
+    """What a warm start saved, for the footer and the stats line."""
+    return f" · restored {stats.cached_tokens:,} tokens from cache" if stats.cached_tokens else ""
+
+
 def footer_text(stats: Stats) -> str:
     percent = 100 * stats.ctx_used / max(stats.n_ctx, 1)
     return (
         f"{stats.generate_tps:.1f} tok/s · first token {stats.ttft_s:.2f}s · "
-        f"context {stats.ctx_used:,}/{stats.n_ctx:,} ({percent:.0f}%)"
+        f"context {stats.ctx_used:,}/{stats.n_ctx:,} ({percent:.0f}%)" + restored(stats)
     )
 
 
@@ -33,7 +38,7 @@ def stats_line(stats: Stats) -> str:
         f"prompt {stats.prompt_tokens} tokens, {stats.prompt_tps:.1f} tok/s"
         + (f" ({stats.reused_tokens} reused)" if stats.reused_tokens else "")
         + f" · first token {stats.ttft_s:.2f}s · load {stats.load_s:.2f}s"
-        f" · context {stats.ctx_used}/{stats.n_ctx}"
+        f" · context {stats.ctx_used}/{stats.n_ctx}" + restored(stats)
     )
 
 

@@ -88,7 +88,11 @@ class ChatSession:
         consumer is stopped (Ctrl-C, SIGTERM) it calls `interrupted()` to keep the partial one."""
         options = self.loaded.generate_options(self.settings)
         self._answer, self._reasoning = [], []
-        for event in self.loaded.engine.stream(self.conversation.for_model(), options):
+        from .engine.base import instructions  # not at start-up
+
+        messages = self.conversation.for_model()
+        keep = [instructions(messages), messages] if messages[0]["role"] == "system" else [messages]
+        for event in self.loaded.engine.stream(messages, options, keep=keep):
             if isinstance(event, TextDelta):
                 self._answer.append(event.text)
             elif isinstance(event, ReasoningDelta):

@@ -108,8 +108,8 @@ def test_outcomes_are_summed_up_and_long_ones_folded():
 class StreamingEngine(FakeEngine):
     """The fake engine, streaming each reply in small pieces as the real one does."""
 
-    def stream(self, messages, options, tools=None, checkpoint=True):
-        for event in super().stream(messages, options, tools, checkpoint):
+    def stream(self, messages, options, tools=None, checkpoint=True, keep=()):
+        for event in super().stream(messages, options, tools, checkpoint, keep):
             if self.think:
                 yield ReasoningDelta(self.think.pop(0))
             for i in range(0, len(event.answer), 5):

@@ -6,7 +6,7 @@ The loop emits each event once, to every listener, along with the engine's own e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..events import Done, Notice
 from .approval import Decision
@@ -80,6 +80,10 @@ class Finished:
     answer: str
     reason: str  # "answered", or why it stopped
     steps: int
+    # how the prompts were read, summed over the steps (statistics: not part of the result's identity)
+    prompt_tokens: int = field(default=0, compare=False)
+    reused_tokens: int = field(default=0, compare=False)  # of those, not evaluated: the context held them
+    cached_tokens: int = field(default=0, compare=False)  # of those, restored from the disk's state cache
 
 
 AgentEvent = (

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine import GenerateOptions
+from ..engine.base import instructions
 from ..events import Done, Event
 from .approval import Approver, Verdict
 from .context import ContextBudget, ContextFull
@@ -75,6 +76,7 @@ class Agent:
         self.listeners = [Transcript(run), emit]  # the record is written before the view shows it
         self.tools, self.schemas = by_name(tools), [tool.schema() for tool in tools]
         self.budget = ContextBudget(engine, options.think, self.schemas, options.max_tokens)
+        self.tokens = [0, 0, 0]  # prompt, reused and restored tokens, over the steps
         prompt = SYSTEM.format(workspace=workspace.root)
         self.messages: list[dict] = [
             {"role": "system", "content": prompt + (f"\n\n{system}" if system else "")}
@@ -138,11 +140,17 @@ class Agent:
 
     def _query(self) -> Done:
         done = None
-        for event in self.engine.stream(self.messages, self.options, self.schemas):
+        keep = [instructions(self.messages)]  # the system prompt and tools: the next run starts there
+        for event in self.engine.stream(self.messages, self.options, self.schemas, keep=keep):
             self.emit(event)
             if isinstance(event, Done):
                 done = event
+                self.tokens = [a + b for a, b in zip(self.tokens, self._counts(done.stats), strict=True)]
         return done
+
+    @staticmethod
+    def _counts(stats) -> tuple[int, int, int]:
+        return stats.prompt_tokens, stats.reused_tokens, stats.cached_tokens
 
     def _reply(self, done: Done, text: str, calls: list[ToolCall]) -> None:
         message = {"role": "assistant", "content": text}
@@ -206,7 +214,7 @@ class Agent:
         return Verdict.YES
 
     def _finish(self, answer: str, reason: str, steps: int) -> Finished:
-        finished = Finished(answer, reason, steps)
+        finished = Finished(answer, reason, steps, *self.tokens)
         self.emit(finished)
         return finished
 

@@ -247,7 +247,13 @@ def write_answer(term: Terminal, event: Finished, json_mode: bool) -> None:
     if json_mode:
         import json
 
-        term.write(json.dumps({"answer": event.answer, "reason": event.reason, "steps": event.steps}) + "\n")
+        stats = {
+            "prompt_tokens": event.prompt_tokens,
+            "reused_tokens": event.reused_tokens,
+            "cached_tokens": event.cached_tokens,
+        }
+        result = {"answer": event.answer, "reason": event.reason, "steps": event.steps, "stats": stats}
+        term.write(json.dumps(result) + "\n")
     elif event.answer:
         if term.markdown:
             term.markdown_block(event.answer)

@@ -12,6 +12,8 @@ from ..config import Settings
 from ..errors import ExitCode, QwenlocalError
 from ..terminal import Terminal
 from .options import (
+    Cache,
+    CacheMax,
     Ctx,
     GpuLayers,
     Json,
@@ -86,6 +88,8 @@ def agent(
     show_reasoning: ShowReasoning = None,
     pull: Pull = None,
     offline: Offline = False,
+    cache: Cache = None,
+    cache_max: CacheMax = None,
     mmproj: Mmproj = None,
 ) -> None:
     """Let the model read, write and edit files and run commands in a workspace, with your approval.

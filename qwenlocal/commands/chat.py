@@ -25,6 +25,8 @@ from ..session import ChatSession, attach_files
 from ..terminal import Terminal
 from . import slash
 from .options import (
+    Cache,
+    CacheMax,
     Ctx,
     GpuLayers,
     ImageTokens,
@@ -68,6 +70,8 @@ def chat(
     show_reasoning: ShowReasoning = None,
     pull: Pull = None,
     offline: Offline = False,
+    cache: Cache = None,
+    cache_max: CacheMax = None,
     resume: Annotated[bool, typer.Option("--resume", "-r", help="Continue the last conversation.")] = False,
     open_: Annotated[
         str | None,

@@ -78,6 +78,23 @@ Verbose = Annotated[
 ]
 Pull = Annotated[bool | None, typer.Option("--pull", help="Download the model first if it is missing.")]
 Offline = Annotated[bool, typer.Option("--offline", help="Use only the local cache (as HF_HUB_OFFLINE=1).")]
+Cache = Annotated[
+    bool | None,
+    typer.Option(
+        "--cache/--no-cache",
+        help="Keep prompt states on disk, so that the next run starting with the same instructions, "
+        "file or conversation does not read them again (default: on).",
+    ),
+]
+CacheMax = Annotated[
+    int | None,
+    typer.Option(
+        "--cache-max",
+        metavar="MIB",
+        help="MiB the prompt-state cache may take on disk (default: the smaller of 4 GiB and 10% of "
+        "the free disk).",
+    ),
+]
 ImageTokens = Annotated[
     int | None,
     typer.Option(

@@ -14,6 +14,8 @@ from ..prompt_input import compose, read_stdin
 from ..structured import HeldAnswer, Structure
 from ..terminal import Terminal
 from .options import (
+    Cache,
+    CacheMax,
     Ctx,
     GpuLayers,
     ImageTokens,
@@ -60,6 +62,8 @@ def run(
     show_reasoning: ShowReasoning = None,
     pull: Pull = None,
     offline: Offline = False,
+    cache: Cache = None,
+    cache_max: CacheMax = None,
     image: Annotated[
         list[Path] | None,
         typer.Option("--image", help="An image for the model to see (PNG, JPEG, GIF, BMP); repeatable."),
@@ -113,7 +117,20 @@ def read_input(term: Terminal, settings: Settings, prompt: str | None, files: li
     if pictures and not (prompt or "").strip() and not stdin.text:
         prompt = DESCRIBE
     text = _compose(term, settings, prompt, stdin)
-    return images.with_images(text, pictures)
+    return images.with_images(text, pictures), stdin.text
+
+
+def beginnings(settings: Settings, content, material: str | None) -> list[list[dict]]:
+    """The beginnings of the prompt worth keeping on disk for the next run (engine.stream's
+    `keep`): the system prompt, and the piped material with the images, which come first (a
+    second question about the same file then reads only the question)."""
+    from .. import images
+
+    keep = [messages_for(settings, "")] if settings.system else []
+    if material is not None and material.strip():
+        pictures = images.images_of([{"content": content}])
+        keep.append(messages_for(settings, images.with_images(compose(None, material), pictures)))
+    return keep
 
 
 def _compose(term: Terminal, settings: Settings, prompt: str | None, stdin) -> str:
@@ -146,7 +163,7 @@ def answer(
     from ..sizing import size_run
     from .loading import open_model_or_server
 
-    content = read_input(term, settings, prompt, list(files))
+    content, material = read_input(term, settings, prompt, list(files))
     loaded = open_model_or_server(term, settings, server, use_server, vision=not isinstance(content, str))
     messages, options = messages_for(settings, content), loaded.generate_options(settings)
     if structure is not None:
@@ -169,7 +186,8 @@ def answer(
     )
     sink = renderer if structure is None else HeldAnswer(structure, renderer, term)
     try:
-        for event in loaded.engine.stream(messages, options, checkpoint=False):
+        keep = beginnings(settings, content, material)
+        for event in loaded.engine.stream(messages, options, checkpoint=False, keep=keep):
             sink.handle(event)
     except KeyboardInterrupt:
         sink.interrupted()

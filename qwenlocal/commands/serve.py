@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from .options import (
+    Cache,
+    CacheMax,
     Ctx,
     GpuLayers,
     ImageTokens,
@@ -89,6 +91,8 @@ def serve(
     gpu_layers: GpuLayers = None,
     pull: Pull = None,
     offline: Offline = False,
+    cache: Cache = None,
+    cache_max: CacheMax = None,
     vision: Vision = False,
     image_tokens: ImageTokens = None,
     mmproj: Mmproj = None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -20,6 +20,8 @@ class LoadOptions:
     image_tokens: int | None = None  # the most tokens one image becomes (None: the projector's own)
     kv_cache: str = "f16"  # the KV cache's type: f16, q8_0 or q4_0
     max_ctx: int = 0  # how far the context may grow (`grow`) when a conversation needs it; 0: n_ctx
+    state_dir: str | None = None  # where states are kept between processes (None: nowhere)
+    state_max: int = 0  # the most bytes they may take there
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,14 @@ class GenerateOptions:
     stop: tuple[str, ...] = ()  # end the answer once it contains one of these (the server's `stop`)
     grammar: Grammar | None = None  # the answer must match it (JSON of a schema, a tool call)
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token, bias): tests and benchmarks
+
+
+def instructions(messages: list[dict]) -> list[dict]:
+    """The conversation's system message alone, with the empty user turn the chat template needs
+    after it: rendered with the same tools, how every prompt of the conversation begins (a `keep`
+    of `Engine.stream`)."""
+    system = [m for m in messages[:1] if m.get("role") == "system"]
+    return [*system, {"role": "user", "content": ""}]
 
 
 def with_temperature(sampling: Sampling, temperature: float | None) -> Sampling:
@@ -57,8 +67,10 @@ class Engine(Protocol):
         options: GenerateOptions,
         tools: list[dict] | None = None,
         checkpoint: bool = True,
+        keep: Sequence[list[dict]] = (),
     ) -> Iterator[Event]:
-        """ReasoningDelta / TextDelta / Notice events, then one Done."""
+        """ReasoningDelta / TextDelta / Notice events, then one Done. `keep`: beginnings of the
+        conversation whose state is worth keeping for the next process (where it keeps any)."""
         ...
 
     def prompt_tokens(self, messages: list[dict], think: bool, tools: list[dict] | None = None) -> list[int]:

@@ -30,6 +30,7 @@ class PromptRun:
     started: float  # perf_counter() when its evaluation began
     seconds: float
     image_tokens: int = 0  # of n_tokens, those that are images
+    restored: int = 0  # of reused, those restored from the disk store (another process's)
 
 
 def evaluate_prompt(
@@ -38,30 +39,32 @@ def evaluate_prompt(
     boundary: int,
     started: float,
     decode: Callable[[list[int]], Iterator[int]] | None = None,
+    keep: tuple[int, ...] = (),
 ) -> Generator[PromptProgress, None, PromptRun]:
     """Leave the context holding `tokens`, evaluating only what it does not hold yet, and save a
-    checkpoint at the turn `boundary` (0: none) for the next turn to start from. Yields the
-    progress after each batch; returns how it went. `decode` replaces `model.decode` for prompts
-    with images (vision.py)."""
+    checkpoint at the turn `boundary` (0: none) for the next turn to start from, and the whole
+    state on disk at each length in `keep` for the next process. Yields the progress after each
+    batch; returns how it went. `decode` replaces `model.decode` for prompts with images."""
     model.open()
     cache = model.cache
     decode = decode or model.decode
     reused = cache.reuse(tokens)
     total, begun = len(tokens) - reused, time.perf_counter()
+    stops = sorted({p for p in (boundary, *keep) if reused < p < len(tokens)})
     try:
-        parts = [tokens[reused:boundary]] if reused < boundary else []
-        parts.append(tokens[max(boundary, reused) :])
-        done = 0
-        for i, part in enumerate(parts):
-            for n in decode(part):
+        done, start = 0, reused
+        for end in [*stops, len(tokens)]:
+            for n in decode(tokens[start:end]):
                 yield PromptProgress(done + n, total, time.perf_counter() - begun)
-            done += len(part)
-            if i < len(parts) - 1:
+            done, start = done + end - start, end
+            if end == boundary:
                 cache.checkpoint()
+            if end in keep:
+                cache.persist()
     except BaseException:  # Ctrl-C while reading the prompt
         cache.interrupted()
         raise
-    return PromptRun(len(tokens), reused, started, time.perf_counter() - started)
+    return PromptRun(len(tokens), reused, started, time.perf_counter() - started, restored=cache.restored)
 
 
 @dataclass
@@ -86,6 +89,7 @@ class Tally:
             n_ctx=model.n_ctx,
             reused_tokens=prompt.reused,
             image_tokens=prompt.image_tokens,
+            cached_tokens=prompt.restored,
         )
 
 

@@ -8,12 +8,12 @@ rules and the reasoning budget), sampler.py, statecache.py and thinking.py.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from ..errors import ExitCode, QwenlocalError
-from ..events import Event
+from ..events import Done, Event, Notice
 from ..images import images_of
 from .base import GenerateOptions, LoadOptions
 from .generate import evaluate_prompt, generate
@@ -48,6 +48,7 @@ class LlamaEngine:
 
         if self.vision is None:
             self.vision = Projector(Path(mmproj), self.model, self.options.image_tokens)
+            self.model.projector = Path(mmproj)
 
     # -- model facts ----------------------------------------------------------------------
 
@@ -156,22 +157,37 @@ class LlamaEngine:
         options: GenerateOptions,
         tools: list[dict] | None = None,
         checkpoint: bool = True,
+        keep: Sequence[list[dict]] = (),
     ) -> Iterator[Event]:
         """Answer the conversation: ReasoningDelta / TextDelta / Notice events, then Done.
 
         `checkpoint=False` is for one-shot prompts: no later turn will reuse the state, so the
-        prompt is evaluated in one go, without stopping at the turn boundary to save it."""
+        prompt is evaluated in one go, without stopping at the turn boundary to save it. `keep`:
+        beginnings of the conversation (message lists) after which the state is worth keeping on
+        disk for the next process (the instructions, a piped file, the turns of a saved chat)."""
         tokens = self.prompt_tokens(messages, options.think, tools)
         started = time.perf_counter()
         boundary = 0
         if checkpoint:  # where this prompt stops matching what later turns will render
-            history = self.template.pieces(messages, options.think, tools, generation=False)
-            boundary = turn_boundary(self._tokens_of(history, messages), tokens)
+            boundary = self._common_prefix(messages, options.think, tools, tokens)
+        kept = tuple(
+            boundary if k is messages and checkpoint else self._common_prefix(k, options.think, tools, tokens)
+            for k in (keep if self.model.options.state_dir else ())
+        )
         if any(t < 0 for t in tokens):
-            prompt = yield from self._evaluate_with_images(tokens, boundary, started)
+            prompt = yield from self._evaluate_with_images(tokens, boundary, started, kept)
         else:
-            prompt = yield from evaluate_prompt(self.model, tokens, boundary, started)
-        yield from generate(self.model, options, prompt, tools=bool(tools))
+            prompt = yield from evaluate_prompt(self.model, tokens, boundary, started, keep=kept)
+        for event in generate(self.model, options, prompt, tools=bool(tools)):
+            if isinstance(event, Done) and self.model.states is not None:  # a write that failed
+                yield from (Notice(text) for text in self.model.states.take_notices())
+            yield event
+
+    def _common_prefix(self, messages: list[dict], think: bool, tools, tokens: list[int]) -> int:
+        """How far `tokens` go as the rendering of `messages` (without the assistant's opening)
+        does: the state there holds for every prompt that starts with these messages."""
+        history = self.template.pieces(messages, think, tools, generation=False)
+        return turn_boundary(self._tokens_of(history, messages), tokens)
 
     def _tokens_of(self, pieces, messages: list[dict]) -> list[int]:
         images = images_of(messages)
@@ -182,16 +198,17 @@ class LlamaEngine:
         placed = sum(1 for text, control in pieces if control is not None and text == IMAGE_PAD)
         return tokens_with_images(pieces, self.tokenizer.tokenize, images[:placed], self.vision)
 
-    def _evaluate_with_images(self, tokens: list[int], boundary: int, started: float):
+    def _evaluate_with_images(self, tokens: list[int], boundary: int, started: float, keep=()):
         from . import vision
 
         decode = vision.decoder(self.model, self.vision)
-        prompt = yield from evaluate_prompt(self.model, tokens, boundary, started, decode)
+        prompt = yield from evaluate_prompt(self.model, tokens, boundary, started, decode, keep)
         n = vision.cells(tokens, self.vision)
         return replace(
             prompt,
             n_tokens=n,
             reused=vision.cells(tokens[: prompt.reused], self.vision),
+            restored=vision.cells(tokens[: prompt.restored], self.vision),
             image_tokens=n - sum(1 for t in tokens if t >= 0),
         )
 

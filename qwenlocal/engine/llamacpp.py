@@ -174,6 +174,8 @@ class Model:
         self.tokenizer = Tokenizer(lib, self.vocab)
         self.ctx = self.batch = self.cache = None
         self.n_ctx = options.n_ctx  # the context's size: planned until `open`, then llama.cpp's
+        self.projector: Path | None = None  # a vision projector attached to it (part of a state's key)
+        self.states = None  # the disk store of states (diskstate.py), made with the first context
         self.load_s = time.perf_counter() - started
         if _interrupted:  # Ctrl-C while loading: stop now, nothing half-made left
             self.close()
@@ -190,7 +192,30 @@ class Model:
         self.n_ctx = self.lib.llama_n_ctx(self.ctx)
         self.batch = self.lib.llama_batch_init(self.options.n_batch, 0, 1)
         self.cache = StateCache(self.lib, self.ctx)
+        self.cache.disk = self._disk_states()
         self.load_s += time.perf_counter() - started
+
+    def _disk_states(self):
+        """The disk store for this model setup (None when it is off); its key is fixed when the
+        first context is made, as the KV cache type then is."""
+        if self.states is None and self.options.state_dir:
+            from importlib.metadata import version
+
+            from .diskstate import DiskStates
+
+            info = self.path.stat()
+            projector = self.projector.stat() if self.projector else None
+            identity = {
+                "model": self.path.name,
+                "file": [str(self.path.resolve()), info.st_size, info.st_mtime_ns],
+                "projector": [str(self.projector.resolve()), projector.st_size, projector.st_mtime_ns]
+                if projector
+                else None,
+                "llama_cpp_python": version("llama-cpp-python"),
+                "kv_cache": self.options.kv_cache,
+            }
+            self.states = DiskStates(Path(self.options.state_dir), identity, self.options.state_max)
+        return self.states
 
     def _new_context(self, n_ctx: int):
         lib, options = self.lib, self.options
@@ -289,6 +314,8 @@ class Model:
 
     def close(self) -> None:
         lib = self.lib
+        if getattr(self, "states", None) is not None:
+            self.states.flush()  # what is being written is finished first: a whole file or none
         if getattr(self, "batch", None) is not None:
             lib.llama_batch_free(self.batch)
             self.batch = None

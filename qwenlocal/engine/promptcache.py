@@ -7,6 +7,7 @@ state at its latest checkpoint (its last turn boundary: where its next prompt go
 saved whole, KV cache and recurrent state (`llama_state_seq_get_data_ext` with flags 0), into a
 least-recently-used store bounded in bytes, like llama-server's `--cache-ram` prompt cache. A
 prompt that starts with a stored conversation's tokens restores it and evaluates only the rest.
+What is evicted from RAM goes to the disk store (diskstate.py), when it is on.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class PromptCache:
         cache._exact = True
         size = lib.llama_state_seq_get_size_ext(self._ctx, 0, 0)
         if size > self.limit:
+            cache.persist()  # too large to keep in RAM: on disk, if the store is on
             return
         data = (ctypes.c_uint8 * size)()
         if lib.llama_state_seq_get_data_ext(self._ctx, data, size, 0, 0) != size:
@@ -74,7 +76,9 @@ class PromptCache:
         self.entries[key] = Saved(key, data)
         self.saves += 1
         while self.bytes > self.limit:
-            self.entries.popitem(last=False)
+            _, evicted = self.entries.popitem(last=False)
+            if cache.disk is not None:  # evicted from RAM, kept on disk for the conversation's return
+                cache.disk.save(evicted.tokens, evicted.data)
 
     def restore(self, cache, saved: Saved) -> int:
         """Load a stored conversation into the context; the number of its tokens (0: failed)."""

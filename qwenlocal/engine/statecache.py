@@ -7,12 +7,19 @@ llama-server does with its context checkpoints, the recurrent state alone is sav
 (`LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY`, ~20 MiB for 0.8B/2B, ~50 MiB for 4B/9B) at turn boundaries.
 A new prompt that starts with the tokens up to a checkpoint restores that state, cuts the KV cache
 back to the same position, and evaluates only the rest.
+
+Between processes, whole states kept on disk (diskstate.py) do the same: a prompt whose longest
+stored prefix is longer than what the context can reuse restores it from its file.
 """
 
 from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .diskstate import DiskStates
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,8 @@ class StateCache:
         self.checkpoints: list[Checkpoint] = []
         self._exact = True  # False after an interruption: the context may hold more than `live`
         self.stash = None  # a PromptCache (the server sets one): other conversations, kept whole
+        self.disk: DiskStates | None = None  # states kept on disk between processes
+        self.restored = 0  # of the last `reuse`, the tokens restored from disk
 
     def _memory(self):
         return self._lib.llama_get_memory(self._ctx)
@@ -53,13 +62,19 @@ class StateCache:
         """Leave the context holding the longest reusable prefix of `tokens`; return its length.
 
         At least one token is always left to evaluate (its logits start the answer)."""
+        self.restored = 0
         common = 0
         limit = min(len(self.live), len(tokens) - 1)
         while common < limit and self.live[common] == tokens[common]:
             common += 1
+        best = next((c for c in reversed(self.checkpoints) if c.n_tokens <= common), None)
+        if self.disk is not None:
+            at_end = common == len(self.live) and self._exact
+            restored = self._from_disk(tokens, common if at_end else (best.n_tokens if best else 0))
+            if restored:
+                return restored
         if common == len(self.live) and self._exact:  # the context ends where the new prompt goes on
             return common
-        best = next((c for c in reversed(self.checkpoints) if c.n_tokens <= common), None)
         if self.stash is not None:  # another conversation: keep this one, go on from a kept one
             saved = self.stash.longest(tokens)
             if saved is not None and len(saved.tokens) > (best.n_tokens if best else 0):
@@ -80,6 +95,42 @@ class StateCache:
         self._exact = True
         self.checkpoints = [c for c in self.checkpoints if c.n_tokens <= best.n_tokens]
         return best.n_tokens
+
+    def _from_disk(self, tokens: list[int], reachable: int) -> int:
+        """Restore the longest prefix of `tokens` stored on disk, if it is longer than what the
+        context (or the server's stash) can give; its length, or 0."""
+        if self.stash is not None:
+            saved = self.stash.longest(tokens)
+            reachable = max(reachable, len(saved.tokens) if saved is not None else 0)
+        tried = set()
+        while True:  # a bad file is removed as it is read: then the next longest
+            found = self.disk.longest(tokens, above=reachable)
+            if found is None or found[1] in tried:  # (one that could not be removed: stop)
+                return 0
+            tried.add(found[1])
+            data = self.disk.read(found[1], tokens, found[0])
+            if data is not None:
+                break
+        if self.stash is not None:  # the conversation the context holds is kept, as for the stash's
+            self.stash.save(self)
+        buffer = (ctypes.c_uint8 * len(data)).from_buffer(data)
+        if self._lib.llama_state_seq_set_data_ext(self._ctx, buffer, len(data), 0, 0) != len(data):
+            self.reset()
+            return 0
+        self.live, self.checkpoints, self._exact = list(tokens[: found[0]]), [], True
+        self.restored = found[0]
+        return found[0]
+
+    def persist(self) -> None:
+        """Keep the state of what the context holds on disk (in the background), when it is worth
+        a file; the next process whose prompt starts so restores it."""
+        if self.disk is None or not self._exact or not self.disk.wants(self.live):
+            return
+        from .diskstate import state_of
+
+        data = state_of(self._lib, self._ctx)
+        if data is not None:
+            self.disk.save(tuple(self.live), data)
 
     def checkpoint(self) -> None:
         """Save the recurrent state at the current end of the context."""

@@ -36,6 +36,7 @@ class FakeEngine:  # an Engine (qwenlocal.engine.Engine)
         options: GenerateOptions,
         tools: list[dict] | None = None,
         checkpoint: bool = True,
+        keep=(),
     ) -> Iterator[Event]:
         self.prompt_tokens(messages, options.think, tools)  # a prompt that does not fit is refused
         self.seen.append([dict(m) for m in messages])
