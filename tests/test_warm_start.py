@@ -23,7 +23,7 @@ import pytest
 from qwenlocal.catalog import Sampling
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
 from qwenlocal.engine.base import instructions
-from qwenlocal.engine.diskstate import MAGIC, DiskStates, entries_in
+from qwenlocal.engine.diskstate import MAGIC, MIN_TOKENS, DiskStates, entries_in
 from qwenlocal.events import Done, Notice
 from qwenlocal.testing.cli import run as run_in_process
 
@@ -274,7 +274,7 @@ def test_the_least_recently_used_go_first_at_the_cap(tmp_path):
 
 def test_short_prefixes_are_not_worth_a_file(tmp_path):
     store = DiskStates(tmp_path, {"model": "m"}, 1 << 30)
-    store.save(list(range(100)), bytes(1024))
+    store.save(list(range(MIN_TOKENS - 1)), bytes(1024))
     store.flush()
     assert states(tmp_path) == []
 

@@ -34,10 +34,10 @@ from pathlib import Path
 MAGIC = b"QWENLOCAL-STATE\x01"
 SUFFIX = ".state"
 # Restoring costs a file read and a copy whatever the length (the recurrent state alone is ~20 MiB
-# on 0.8B/2B); reading costs ~5-16 ms a token on 2 cores. Measured on 0.8B's shape: at 256 tokens
-# restoring takes a tenth of reading them (BENCHMARKS.md, warm starts): shorter prefixes are not
-# worth a file.
-MIN_TOKENS = 256
+# on 0.8B/2B): 7-15 ms on 0.8B's shape, against 95 ms to read 16 tokens and 217 ms to read 64
+# (BENCHMARKS.md, "Restoring against reading a prefix"). From a cold disk it takes under a tenth of
+# reading from 64 tokens on; shorter prefixes are not worth a ~20 MiB file.
+MIN_TOKENS = 64
 
 
 def _digest(tokens: list[int] | tuple[int, ...]) -> str:
