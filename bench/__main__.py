@@ -6,7 +6,9 @@
     python -m bench --only image       # the image rows alone (against llama-mtmd-cli), spliced in
     python -m bench --only depth --models 0.8b --reps 1   # speed at 16K/64K depth, 32K TTFT, 128K RSS
     python -m bench --only serve --models 0.8b   # the server rows alone (bench/serve.py), likewise
+    python -m bench --only warm        # warm starts: cold vs restored from disk (bench/warm.py)
     python -m bench --only schema --reps 3   # decode with a JSON schema vs without (bench/schema.py)
+    python -m bench --quick            # every section on the 0.8B shape, few rounds (bench/quick.py)
 
 Models: random weights with Qwen3.5's exact tensor shapes and vocabulary, quantized to Q4_K_M
 (compute per token does not depend on the values, so the speed is the real models' speed).
@@ -33,7 +35,8 @@ from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
 from qwenlocal.testing import ggufs
 
-from . import agent, depth, filler, llama_bench, vision
+from . import agent, depth, filler, llama_bench, loadavg, quick, vision
+from .report import carry
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {"0.8b": ggufs.QWEN35_0_8B, "2b": ggufs.QWEN35_2B, "tiny": ggufs.Shape()}
@@ -84,6 +87,11 @@ class Result:
     agent_steps: list[float] = field(default_factory=list)  # time to first token of each agent step
     agent_evaluated: list[tuple] = field(default_factory=list)  # (tokens evaluated, depth) per step
     agent_reference: list[float] = field(default_factory=list)  # llama-bench: step 1's, the last's (s)
+    agent_runs_s: list[list[float]] = field(default_factory=list)  # every agent run's step times
+    agent_reference_runs: list[list[float]] = field(default_factory=list)  # every llama-bench sample (s)
+    load: float = 0.0  # the 1-minute load average while its rows were measured (bench/loadavg.py)
+    turns_load: float = 0.0
+    agent_load: float = 0.0
     peak_rss: int = 0
     rss_bound: int = 0  # the target: file + KV cache + recurrent state + 300 MB
 
@@ -100,13 +108,13 @@ class Result:
 
 
 def run_llama_bench(
-    binary: Path, model: Path, threads: int, prompt: int, gen: int, depth: int = 0
+    binary: Path, model: Path, threads: int, prompt: int, gen: int, depth: int = 0, reps: int = SAMPLES
 ) -> list[float]:
-    """tok/s of each of SAMPLES repetitions of one llama-bench test: `prompt` tokens of prefill, or
+    """tok/s of each of `reps` repetitions of one llama-bench test: `prompt` tokens of prefill, or
     `gen` tokens of decode after `depth` tokens already in the context (not timed)."""
     out = subprocess.run(
         [str(binary), "-m", str(model), "-p", str(prompt), "-n", str(gen), "-d", str(depth), "-t", str(threads),
-         "-r", str(SAMPLES), "-o", "json", *llama_bench.same_buffers()],
+         "-r", str(reps), "-o", "json", *llama_bench.same_buffers()],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     (row,) = json.loads(out.stdout)
@@ -223,6 +231,7 @@ def bench_model(name: str, binary: Path, args) -> Result:
         prefill = lambda: result.ref_pp.extend(run_llama_bench(binary, path, threads, args.pp, 0))  # noqa: E731
         # llama-bench decodes after `pp` tokens of context, as qwenlocal does after its prompt
         decode = lambda: result.ref_tg.extend(run_llama_bench(binary, path, threads, 0, args.tg, args.pp))  # noqa: E731
+        rounds = loadavg.watch().start()
         for rnd in range(args.reps):
             # interleaved, ours between llama-bench's two tests, whose order alternates: drift on a
             # shared machine hits both sides alike, and each round gives neighbouring runs to pair
@@ -239,9 +248,12 @@ def bench_model(name: str, binary: Path, args) -> Result:
                 f"{name}: round {rnd + 1}/{args.reps}: prefill {_fmt(result.ours_pp[new])} vs "
                 f"{_fmt(result.ref_pp[new])}, decode {_fmt(result.ours_tg[new])} vs {_fmt(result.ref_tg[new])} tok/s"
             )
+        result.load = rounds.stop().mean
     with LlamaEngine(path, LoadOptions(n_ctx=32768, n_threads=threads)) as engine:  # a chat's context
         log(f"{name}: multi-turn time to first token, {args.turns} turns, best of {SAMPLES} conversations")
-        runs = [multi_turn(engine, args.turns, args.turn_tokens, reuse=True) for _ in range(SAMPLES)]
+        with loadavg.watch() as seen:
+            runs = [multi_turn(engine, args.turns, args.turn_tokens, reuse=True) for _ in range(SAMPLES)]
+        result.turns_load = seen.mean
         result.turns = [min(turn) for turn in zip(*runs, strict=True)]
         if args.no_reuse_baseline and name == args.models[0]:
             log(f"{name}: the same without state reuse (what llama-cpp-python's chat does), once")
@@ -256,16 +268,24 @@ def bench_model(name: str, binary: Path, args) -> Result:
 
 
 def bench_agent(engine: LlamaEngine, name: str, result: Result, args, binary: Path, path: Path) -> None:
-    log(f"{name}: agent time to first token, {args.steps} steps, best of {args.agent_runs} runs")
+    log(f"{name}: agent time to first token, {args.steps} steps, best of {args.agent_runs} runs, each followed "
+        "by llama-bench for the first and last steps' tokens at their depths")  # fmt: skip
     sampling = load().models[SPEC[name]].sampling(False)
-    result.agent_steps, result.agent_evaluated = agent.best_steps(
-        engine, sampling, args.agent_runs, args.steps, args.turn_tokens
-    )
-    log(f"{name}: llama-bench for the first and last steps' tokens at their depths")
-    for tokens, at in (result.agent_evaluated[0], result.agent_evaluated[-1]):
-        result.agent_reference.append(
-            tokens / max(run_llama_bench(binary, path, args.threads, tokens, 0, at))
+    samples: list[list[float]] = [[], []]
+
+    def reference(evaluated: list[tuple[int, int]]) -> None:  # interleaved with the runs
+        for i, (tokens, at) in enumerate((evaluated[0], evaluated[-1])):
+            samples[i].append(
+                tokens / max(run_llama_bench(binary, path, args.threads, tokens, 0, at, reps=1))
+            )
+        log(f"{name}: llama-bench: {samples[0][-1]:.2f}s, {samples[1][-1]:.2f}s")
+
+    with loadavg.watch() as seen:
+        result.agent_steps, result.agent_evaluated, result.agent_runs_s = agent.best_steps(
+            engine, sampling, args.agent_runs, args.steps, args.turn_tokens, between=reference
         )
+    result.agent_reference = [min(s) for s in samples]
+    result.agent_reference_runs, result.agent_load = samples, seen.mean
 
 
 def only_agent(args) -> int:
@@ -288,6 +308,9 @@ def only_agent(args) -> int:
             known[r.name]["agent_steps"] = r.agent_steps
             known[r.name]["agent_evaluated"] = r.agent_evaluated
             known[r.name]["agent_reference"] = r.agent_reference
+            known[r.name]["agent_runs_s"] = r.agent_runs_s
+            known[r.name]["agent_reference_runs"] = r.agent_reference_runs
+            known[r.name]["agent_load"] = r.agent_load
         else:
             samples["models"].append(asdict(r))
     samples["agent_command"] = args.command
@@ -347,6 +370,28 @@ def only_serve(args) -> int:
     samples["serve"], samples["serve_command"] = rows, args.command
     path.write_text(json.dumps(samples, indent=1) + "\n")
     print("\n".join(lines))
+    return 0
+
+
+def only_warm(args) -> int:
+    """`--only warm`: warm starts (bench/warm.py), cold against restored from disk, spliced into the
+    report after each model (a long run keeps what it has) and into results.json."""
+    from . import warm
+
+    rows = []
+    for name in args.models:
+        sampling = load().models[SPEC[name]].sampling(False)
+        rows.append(warm.measure(name, model_file(name), args, log, sampling))
+        lines = warm.section(rows, args)
+        args.out.write_text(
+            warm.splice(args.out.read_text() if args.out.exists() else "", lines).lstrip("\n")
+        )
+        path = args.out.parent / "bench" / "results.json"
+        path.parent.mkdir(exist_ok=True)
+        samples = json.loads(path.read_text()) if path.exists() else {"models": []}
+        samples["warm"], samples["warm_command"] = rows, args.command
+        path.write_text(json.dumps(samples, indent=1) + "\n")
+    print("\n".join(warm.section(rows, args)))
     return 0
 
 
@@ -413,13 +458,14 @@ def report(results: list[Result], info: dict, help_s: float, first_s: float, arg
         "a run down, so the fastest run is the best estimate of a program's own speed, as timeit",
         "reasons); the ratio of these is checked against the target. As a cross-check, *paired* is the",
         "median of qwenlocal's speed over llama-bench's in the same round. Every sample is in",
-        "`bench/results.json`.",
+        "`bench/results.json`. Beside every row, the 1-minute load average while it was measured (the bench's",
+        "own threads count in it): a row measured above the core count says so, and is kept as measured.",
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items() if k != "date"),
         "",
         "| model (file) | prefill tok/s qwenlocal / llama-bench | ratio | paired | decode tok/s qwenlocal / "
-        f"llama-bench | ratio | paired | TTFT (pp{args.pp}) | peak RSS / bound |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"llama-bench | ratio | paired | TTFT (pp{args.pp}) | peak RSS / bound | {loadavg.HEADER} |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         pp, tg = r.ratio(r.ours_pp, r.ref_pp), r.ratio(r.ours_tg, r.ref_tg)
@@ -428,7 +474,8 @@ def report(results: list[Result], info: dict, help_s: float, first_s: float, arg
             f"{pp:.3f} {ok(pp >= TARGETS['prefill'])} | {r.paired(r.ours_pp, r.ref_pp):.3f} | "
             f"{max(r.ours_tg):.2f} / {max(r.ref_tg):.2f} | {tg:.3f} {ok(tg >= TARGETS['decode'])} | "
             f"{r.paired(r.ours_tg, r.ref_tg):.3f} | {statistics.median(r.ttft):.2f}s | "
-            f"{r.peak_rss / 1e6:.0f} MB / {r.rss_bound / 1e6:.0f} MB {ok(r.peak_rss <= r.rss_bound)} |"
+            f"{r.peak_rss / 1e6:.0f} MB / {r.rss_bound / 1e6:.0f} MB {ok(r.peak_rss <= r.rss_bound)} | "
+            f"{loadavg.cell(r.load)} |"
         )
     lines += [
         "",
@@ -437,22 +484,22 @@ def report(results: list[Result], info: dict, help_s: float, first_s: float, arg
         "",
         "| model | "
         + " | ".join(f"turn {i + 1}" for i in range(args.turns))
-        + f" | turn {args.turns} / turn 1 |",
-        "|---|" + "---|" * (args.turns + 1),
+        + f" | turn {args.turns} / turn 1 | {loadavg.HEADER} |",
+        "|---|" + "---|" * (args.turns + 2),
     ]
     for r in results:
         ratio = r.turns[-1] / r.turns[0]
         lines.append(
             f"| {r.name} | "
             + " | ".join(f"{t:.2f}s" for t in r.turns)
-            + f" | {ratio:.2f} {ok(ratio <= TARGETS['turn8'])} |"
+            + f" | {ratio:.2f} {ok(ratio <= TARGETS['turn8'])} | {loadavg.cell(r.turns_load)} |"
         )
         if r.turns_no_reuse:
             ratio = r.turns_no_reuse[-1] / r.turns_no_reuse[0]
             lines.append(
                 f"| {r.name}, no state reuse | "
                 + " | ".join(f"{t:.2f}s" for t in r.turns_no_reuse)
-                + f" | {ratio:.2f} |"
+                + f" | {ratio:.2f} | {loadavg.cell(r.turns_load)} |"
             )
     lines += ["", *agent.section(results, args, TARGETS["agent"], TARGETS["prefill"])]
     lines += [
@@ -480,20 +527,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turn-tokens", type=int, default=600)
     parser.add_argument("--no-reuse-baseline", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--steps", type=int, default=10, help="agent steps")
-    parser.add_argument("--agent-runs", type=int, default=SAMPLES, help="agent runs (each step's best)")
-    parser.add_argument(
+    parser.add_argument("--agent-runs", type=int, default=3, help="agent runs (each step's best)")
+    only = parser.add_argument(
         "--only",
-        choices=["agent", "image", "depth", "serve", "schema"],
+        choices=["agent", "image", "depth", "serve", "warm", "schema"],
         help="measure these rows alone",
     )
     parser.add_argument("--image-tokens", type=int, default=256, help="image token budget (image rows)")
     parser.add_argument("--image-reps", type=int, default=5, help="interleaved samples (image rows)")
     parser.add_argument("--depths", default="16384,65536", help="--only depth: tokens already in the context")
+    parser.add_argument(
+        "--warm-tokens", type=int, default=16384, help="--only warm: the piped file's and chat's tokens"
+    )
+    parser.add_argument(
+        "--warm-reps", type=int, default=1, help="--only warm: cold samples of those (minutes each)"
+    )
+    parser.add_argument("--quick", action="store_true", help="every section on the 0.8B shape, few rounds")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     args.command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
     args.models = args.models.split(",")
     args.depths = [int(d) for d in args.depths.split(",")]
+    quick.defaults(args, parser)
     if args.threads is None:
         from qwenlocal.hardware import detect
 
@@ -506,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
         return only_depth(args)
     if args.only == "serve":
         return only_serve(args)
+    if args.only == "warm":
+        return only_warm(args)
     if args.only == "schema":
         return only_schema(args)
     binary = llama_bench.build()
@@ -520,8 +577,16 @@ def main(argv: list[str] | None = None) -> int:
     image_rows = vision.kept(args.out.read_text()) if args.out.exists() else None
     if image_rows:
         text = vision.splice(text, image_rows)
+    if args.out.exists():  # the sections only `--only` modes measure are kept as they were
+        from . import serve, warm
+
+        text = carry(args.out.read_text(), text, [(m.HEADING, m.CONTINUES) for m in (depth, serve, warm)])
     args.out.write_text(text)
     print(text)
+    if args.quick:  # every other section, measured after the main rows and spliced in
+        return quick.sections(
+            args, {name: globals()[f"only_{name}"] for name in only.choices if name != "agent"}
+        )
     return 0
 
 

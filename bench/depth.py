@@ -19,13 +19,14 @@ from pathlib import Path
 from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
 
-from . import filler, llama_bench
+from . import filler, llama_bench, loadavg
 from .report import replace_section
 
 HEADING = "Speed at depth"
 DEPTHS = (16384, 65536)
 DOCUMENT = 32768
 RSS_CTX = 131072
+CONTINUES = ("|", "- ")  # the section's lines after its heading (report.replace_section)
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Depth:
     ours_tg: float = 0.0
     ref_pp: float = 0.0
     ref_tg: float = 0.0
+    load: float = 0.0  # the 1-minute load average while it was measured (bench/loadavg.py)
 
 
 @dataclass
@@ -43,6 +45,7 @@ class DepthResult:
     depths: list[Depth] = field(default_factory=list)
     document_ttft: float = 0.0  # seconds to the first token of a DOCUMENT-token prompt
     document_tokens: int = 0
+    document_load: float = 0.0
     peak_rss: int = 0
     rss_bound: int = 0
 
@@ -77,9 +80,11 @@ def ours_at(engine: LlamaEngine, options: GenerateOptions, prompt_of, depth: int
     return max(prefills), max(decodes)
 
 
-def document_ttft(engine: LlamaEngine, options: GenerateOptions, prompt_of) -> tuple[float, int]:
+def document_ttft(
+    engine: LlamaEngine, options: GenerateOptions, prompt_of, tokens: int = DOCUMENT
+) -> tuple[float, int]:
     engine.cache.reset()
-    messages = prompt_of(engine, DOCUMENT)
+    messages = prompt_of(engine, tokens)
     done = list(engine.stream(messages, options, checkpoint=False))[-1]
     return done.stats.ttft_s, done.stats.prompt_tokens
 
@@ -93,7 +98,8 @@ def measure(name: str, path: Path, binary: Path, args, tools, spec_name: str, sa
     result = DepthResult(name)
     options = GenerateOptions(spec.sampling(False), max_tokens=args.tg, ignore_eos=True, seed=1)
     first = GenerateOptions(spec.sampling(False), max_tokens=1, ignore_eos=True, seed=1)
-    size = max(*args.depths, DOCUMENT) + args.pp + 2 * args.tg + 1024
+    document = getattr(args, "document", DOCUMENT)  # `--quick` reads a shorter one
+    size = max(*args.depths, document) + args.pp + 2 * args.tg + 1024
     log(f"{name}: peak RSS of `qwenlocal run --ctx {RSS_CTX}`")
     result.peak_rss = peak_rss(path, RSS_CTX)
     kv_and_state = kv_bytes(spec, RSS_CTX) + spec.recurrent_bytes
@@ -102,19 +108,25 @@ def measure(name: str, path: Path, binary: Path, args, tools, spec_name: str, sa
     with LlamaEngine(path, LoadOptions(n_ctx=size, n_threads=args.threads)) as engine:
         for depth in args.depths:
             row = Depth(depth)
-            log(f"{name}: depth {depth}: llama-bench -d {depth} (prefill {args.pp}, decode {args.tg})")
-            row.ref_pp, row.ref_tg = llama_bench_at(
-                binary, path, args.threads, args.pp, args.tg, depth, args.reps
-            )
-            log(f"{name}: depth {depth}: qwenlocal")
-            row.ours_pp, row.ours_tg = ours_at(engine, options, prompt_of, depth, args.pp, args.reps)
+            with loadavg.watch() as seen:
+                log(f"{name}: depth {depth}: llama-bench -d {depth} (prefill {args.pp}, decode {args.tg})")
+                row.ref_pp, row.ref_tg = llama_bench_at(
+                    binary, path, args.threads, args.pp, args.tg, depth, args.reps
+                )
+                log(f"{name}: depth {depth}: qwenlocal")
+                row.ours_pp, row.ours_tg = ours_at(engine, options, prompt_of, depth, args.pp, args.reps)
+            row.load = seen.mean
             log(f"{name}: depth {depth}: prefill {row.ours_pp:.1f} vs {row.ref_pp:.1f}, "
                 f"decode {row.ours_tg:.2f} vs {row.ref_tg:.2f} tok/s")  # fmt: skip
             result.depths.append(row)
             save(result)
             if depth == min(args.depths):
-                log(f"{name}: time to first token of a {DOCUMENT}-token document")
-                result.document_ttft, result.document_tokens = document_ttft(engine, first, prompt_of)
+                log(f"{name}: time to first token of a {document}-token document")
+                with loadavg.watch() as seen:
+                    result.document_ttft, result.document_tokens = document_ttft(
+                        engine, first, prompt_of, document
+                    )
+                result.document_load = seen.mean
                 save(result)
     return result
 
@@ -122,12 +134,13 @@ def measure(name: str, path: Path, binary: Path, args, tools, spec_name: str, sa
 def section(results: list[DepthResult], args, targets: dict) -> list[str]:
     """The depth table's lines, for BENCHMARKS.md."""
     lines = [
-        f"{HEADING} (prefill of {args.pp} tokens and decode of {args.tg} with the context already holding "
-        f"`depth` tokens, next to llama-bench `-d`; best of {args.reps} repetition(s) per side: each fills the "
-        "context first, minutes on 2 cores):",
+        f"{HEADING} (`{args.command}`: prefill of {args.pp} tokens and decode of {args.tg} with the context already "
+        f"holding `depth` tokens, next to llama-bench `-d`; best of {args.reps} repetition(s) per side: each fills "
+        "the context first, minutes on 2 cores):",
         "",
-        "| model | depth | prefill tok/s qwenlocal / llama-bench | ratio | decode tok/s qwenlocal / llama-bench | ratio |",
-        "|---|---|---|---|---|---|",
+        "| model | depth | prefill tok/s qwenlocal / llama-bench | ratio | decode tok/s qwenlocal / llama-bench | ratio "
+        f"| {loadavg.HEADER} |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         for d in r.depths:
@@ -135,14 +148,15 @@ def section(results: list[DepthResult], args, targets: dict) -> list[str]:
             lines.append(
                 f"| {r.name} | {d.depth // 1024}K | {d.ours_pp:.1f} / {d.ref_pp:.1f} | {pp:.3f} "
                 f"{'✅' if pp >= targets['prefill'] else '❌'} | {d.ours_tg:.2f} / {d.ref_tg:.2f} | {tg:.3f} "
-                f"{'✅' if tg >= targets['decode'] else '❌'} |"
+                f"{'✅' if tg >= targets['decode'] else '❌'} | {loadavg.cell(d.load)} |"
             )
     lines.append("")
     for r in results:
         if r.document_ttft:
             lines.append(
                 f"- {r.name}: time to first token of a {r.document_tokens:,}-token document: "
-                f"{r.document_ttft:.1f} s ({r.document_tokens / r.document_ttft:.0f} tok/s)."
+                f"{r.document_ttft:.1f} s ({r.document_tokens / r.document_ttft:.0f} tok/s; load average "
+                f"{loadavg.cell(r.document_load)})."
             )
         if r.peak_rss:
             mark = "✅" if r.peak_rss <= r.rss_bound else "❌"
@@ -155,4 +169,4 @@ def section(results: list[DepthResult], args, targets: dict) -> list[str]:
 
 def splice(report: str, lines: list[str]) -> str:
     """`report` with its depth section replaced by `lines`, or them added at its end."""
-    return replace_section(report, HEADING, lines, ("|", "- ")).rstrip("\n") + "\n"
+    return replace_section(report, HEADING, lines, CONTINUES).rstrip("\n") + "\n"

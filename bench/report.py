@@ -15,3 +15,20 @@ def replace_section(report: str, heading: str, lines: list[str], continues: tupl
     while end < len(old) and (not old[end] or old[end].startswith(continues)):
         end += 1
     return "\n".join(old[:start] + lines + old[end:]) + "\n"
+
+
+def carry(old: str, new: str, sections: list[tuple[str, tuple[str, ...]]]) -> str:
+    """`new` with the sections (heading, continues) of `old` that it lacks added at its end: a full
+    run rewrites the report, and keeps what only an `--only` mode measures."""
+    lines = old.splitlines()
+    for heading, continues in sections:
+        if any(line.startswith(heading) for line in new.splitlines()):
+            continue
+        start = next((i for i, line in enumerate(lines) if line.startswith(heading)), None)
+        if start is None:
+            continue
+        end = start + 1
+        while end < len(lines) and (not lines[end] or lines[end].startswith(continues)):
+            end += 1
+        new = replace_section(new, heading, lines[start:end], continues).rstrip("\n") + "\n"
+    return new

@@ -24,10 +24,11 @@ import httpx
 from qwenlocal.engine import GenerateOptions
 from qwenlocal.testing.server import serving
 
-from . import filler
+from . import filler, loadavg
 from .report import replace_section
 
 HEADING = "Server: time to first token"
+CONTINUES = ("|", "Server overhead")  # the section's lines after its heading (report.replace_section)
 NO_THINK = {"chat_template_kwargs": {"enable_thinking": False}}
 
 
@@ -45,7 +46,8 @@ def stream(url: str, messages: list[dict], max_tokens: int) -> tuple[float, list
 
 def conversations(url: str, clients: int, turns: int, user_tokens: int) -> list[list[float]]:
     """Each client's time to first token per turn, the clients taking turns."""
-    talks = [[{"role": "system", "content": f"You are assistant {c}."}] for c in range(clients)]
+    # named by how many take turns: the one-client conversation, kept by the server, is not theirs
+    talks = [[{"role": "system", "content": f"You are assistant {c} of {clients}."}] for c in range(clients)]
     ttfts: list[list[float]] = [[] for _ in range(clients)]
     for turn in range(turns):
         for c, messages in enumerate(talks):
@@ -90,19 +92,22 @@ def run_first_token(model: Path, url: str | None, reps: int) -> float:
 
 def measure(name: str, model: Path, args, log) -> dict:
     with serving(model, ctx=32768, cache_mib=2048, threads=args.threads) as server:
-        log(f"{name}: through the server, {args.turns} turns, one client resending its history")
-        one = conversations(server.url, 1, args.turns, args.turn_tokens)[0]
-        log(f"{name}: two clients taking turns")
-        two = conversations(server.url, 2, args.turns, args.turn_tokens)
-        log(f"{name}: decode through the server vs the engine directly")
-        via, direct = overhead(server, 128, 3)
-        stash = server.state.loaded.engine.cache.stash
-        saved_mb = stash.bytes / 1e6 / max(len(stash.entries), 1)
-    with serving(model, ctx=4096, threads=args.threads) as small:
-        log(f"{name}: qwenlocal run, warm server vs cold")
-        warm = run_first_token(model, small.url, 3)
-    cold = run_first_token(model, None, 3)
-    return dict(name=name, one=one, two=two, via=via, direct=direct, warm=warm, cold=cold, saved_mb=saved_mb)
+        with loadavg.watch() as talks:
+            log(f"{name}: through the server, {args.turns} turns, one client resending its history")
+            one = conversations(server.url, 1, args.turns, args.turn_tokens)[0]
+            log(f"{name}: two clients taking turns")
+            two = conversations(server.url, 2, args.turns, args.turn_tokens)
+        with loadavg.watch() as rest:
+            log(f"{name}: decode through the server vs the engine directly")
+            via, direct = overhead(server, 128, 3)
+            stash = server.state.loaded.engine.cache.stash
+            saved_mb = stash.bytes / 1e6 / max(len(stash.entries), 1)
+            with serving(model, ctx=4096, threads=args.threads) as small:
+                log(f"{name}: qwenlocal run, warm server vs cold")
+                warm = run_first_token(model, small.url, 3)
+            cold = run_first_token(model, None, 3)
+    return dict(name=name, one=one, two=two, via=via, direct=direct, warm=warm, cold=cold, saved_mb=saved_mb,
+                load=talks.mean, overhead_load=rest.mean)  # fmt: skip
 
 
 def section(rows: list[dict], args) -> list[str]:
@@ -111,8 +116,10 @@ def section(rows: list[dict], args) -> list[str]:
         f"{HEADING} ({turns} turns through `qwenlocal serve`, a client resending the whole history with a "
         f"~{args.turn_tokens}-token message and a 32-token answer each turn; two clients: the same, taking turns):",
         "",
-        "| model | " + " | ".join(f"turn {i + 1}" for i in range(turns)) + f" | turn {turns} / turn 1 |",
-        "|---|" + "---|" * (turns + 1),
+        "| model | "
+        + " | ".join(f"turn {i + 1}" for i in range(turns))
+        + f" | turn {turns} / turn 1 | {loadavg.HEADER} |",
+        "|---|" + "---|" * (turns + 2),
     ]
     for r in rows:
         for label, ttfts in [
@@ -122,7 +129,10 @@ def section(rows: list[dict], args) -> list[str]:
         ]:
             ratio = ttfts[-1] / ttfts[0]
             cells = " | ".join(f"{t:.2f}s" for t in ttfts)
-            lines.append(f"| {r['name']}{label} | {cells} | {ratio:.2f} {'✅' if ratio <= 1.5 else '❌'} |")
+            mark = "✅" if ratio <= 1.5 else "❌"
+            lines.append(
+                f"| {r['name']}{label} | {cells} | {ratio:.2f} {mark} | {loadavg.cell(r.get('load'))} |"
+            )
     lines.append("")
     for r in rows:
         loss = 1 - r["via"] / r["direct"]
@@ -130,11 +140,12 @@ def section(rows: list[dict], args) -> list[str]:
             f"Server overhead on {r['name']}: decode {r['via']:.2f} tok/s through the server vs "
             f"{r['direct']:.2f} direct: {loss * 100:.1f}% {'✅' if loss <= 0.03 else '❌'} (target <= 3%); "
             f"`qwenlocal run` to one token: {r['warm']:.2f}s with a warm server vs {r['cold']:.2f}s cold; "
-            f"a kept conversation's state: {r['saved_mb']:.0f} MB."
+            f"a kept conversation's state: {r['saved_mb']:.0f} MB (load average "
+            f"{loadavg.cell(r.get('overhead_load'))})."
         )
     return lines + [""]
 
 
 def splice(report: str, lines: list[str]) -> str:
     """`report` with its server section (heading, table, overhead lines) replaced, or appended."""
-    return replace_section(report, HEADING, lines, ("|", "Server overhead"))
+    return replace_section(report, HEADING, lines, CONTINUES)

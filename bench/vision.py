@@ -9,8 +9,10 @@ for each sample (its second image message in one process reads a freed batch and
 `mtmd_batch_get_output_embd`, "invalid chunk type"): loaded, then `/image F` (it decodes the file
 then) and the question; its time is from sending the question to its first output on stdout (the
 end of evaluating the message).
-Ours is from `stream()` to the first event, the image's bytes in hand: it decodes, preprocesses,
-encodes and evaluates them all inside that time.
+Ours is from the image's bytes in hand to the first generated token (the first answer event:
+not the reading progress, which comes first): it decodes, preprocesses, encodes and evaluates
+them all inside that time. The engine's own `ttft_s` for the same answer (from the start of the
+prompt, after the image is decoded and cut into patches) is kept beside it in results.json.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import numpy as np
 
 from qwenlocal import images
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
+from qwenlocal.events import Done, Notice, PromptProgress, Stats
 from qwenlocal.testing import ggufs, projectors
 
-from . import llama_bench
+from . import llama_bench, loadavg
 
 HEADING = "Images: time to first token"
 QUESTION = "Describe this image in one sentence."
@@ -119,21 +122,27 @@ class MtmdCli:
         self.proc.wait()
 
 
-def our_ttft(engine: LlamaEngine, data: bytes) -> float:
+def our_ttft(engine: LlamaEngine, data: bytes) -> tuple[float, Stats]:
+    """Seconds from the image's bytes to the first generated token, and the engine's stats."""
     engine.cache.reset()
     engine.vision.forget()  # the image is new to it: decoded, preprocessed and encoded again
     options = GenerateOptions(_sampling(), max_tokens=1, ignore_eos=True, seed=1)
     started = time.perf_counter()
     image = images.load(data, "photo.png")
     messages = [{"role": "user", "content": images.with_images(QUESTION, [image])}]
-    next(iter(engine.stream(messages, options, checkpoint=False)))
-    return time.perf_counter() - started
+    first = None
+    for event in engine.stream(messages, options, checkpoint=False):
+        if first is None and not isinstance(event, PromptProgress | Notice):  # an answer's first token
+            first = time.perf_counter() - started
+        if isinstance(event, Done):
+            return first, event.stats
+    raise RuntimeError("the stream ended without Done")
 
 
 def _sampling():
-    from qwenlocal.catalog import load
+    from qwenlocal.catalog import load as catalog
 
-    return load().models["qwen3.5-0.8b"].sampling(False)
+    return catalog().models["qwen3.5-0.8b"].sampling(False)
 
 
 def follow_ups(engine: LlamaEngine, data: bytes) -> tuple[float, float]:
@@ -159,24 +168,30 @@ def measure(args) -> dict:
     binary = llama_bench.build(target="llama-mtmd-cli")
     data = photo.read_bytes()
     tokens = args.image_tokens
-    ref, ours, with_image, text_only = [], [], [], []
-    load = LoadOptions(n_ctx=4096, n_threads=threads, image_tokens=tokens)
-    with LlamaEngine(model, load, mmproj) as engine:
-        for rnd in range(args.image_reps):
-            cli = MtmdCli(binary, model, mmproj, threads, tokens)
-            try:
-                ref.append(cli.image_ttft(photo))
-            finally:
-                cli.close()
-            ours.append(our_ttft(engine, data))
-            log(f"image {rnd + 1}/{args.image_reps}: {ours[-1]:.2f}s vs llama-mtmd-cli {ref[-1]:.2f}s")
-        for _ in range(args.image_reps):
-            a, b = follow_ups(engine, data)
-            with_image.append(a)
-            text_only.append(b)
+    ref, ours, engine_ttft, with_image, text_only = [], [], [], [], []
+    options = LoadOptions(n_ctx=4096, n_threads=threads, image_tokens=tokens)
+    with LlamaEngine(model, options, mmproj) as engine:
+        with loadavg.watch() as seen:
+            for rnd in range(args.image_reps):
+                cli = MtmdCli(binary, model, mmproj, threads, tokens)
+                try:
+                    ref.append(cli.image_ttft(photo))
+                finally:
+                    cli.close()
+                seconds, stats = our_ttft(engine, data)
+                ours.append(seconds)
+                engine_ttft.append(stats.ttft_s)
+                log(f"image {rnd + 1}/{args.image_reps}: {ours[-1]:.2f}s (ttft_s {stats.ttft_s:.2f}s) vs "
+                    f"llama-mtmd-cli {ref[-1]:.2f}s")  # fmt: skip
+        with loadavg.watch() as later:
+            for _ in range(args.image_reps):
+                a, b = follow_ups(engine, data)
+                with_image.append(a)
+                text_only.append(b)
         n_image = engine.vision.chunk(images.load(data, "photo.png")).n_tokens
     return {"tokens": tokens, "image_tokens": n_image, "threads": threads, "ours": ours, "ref": ref,
-            "follow_image": with_image, "follow_text": text_only}  # fmt: skip
+            "ours_engine_ttft": engine_ttft, "follow_image": with_image, "follow_text": text_only,
+            "load": seen.mean, "follow_load": later.mean, "loads": seen.samples + later.samples}  # fmt: skip
 
 
 def section(row: dict, command: str, targets: dict) -> list[str]:
@@ -189,15 +204,16 @@ def section(row: dict, command: str, targets: dict) -> list[str]:
         f"image tokens ({row['image_tokens']} used), {row['threads']} threads; best of {len(row['ours'])} "
         "interleaved samples each):",
         "",
-        "| measure | qwenlocal | llama-mtmd-cli | speed vs llama-mtmd-cli |",
-        "|---|---|---|---|",
+        f"| measure | qwenlocal | llama-mtmd-cli | speed vs llama-mtmd-cli | {loadavg.HEADER} |",
+        "|---|---|---|---|---|",
         f"| image to first token | {min(row['ours']):.2f}s | {min(row['ref']):.2f}s | "
-        f"{speed:.3f}x {ok(speed >= targets['image'])} |",
+        f"{speed:.3f}x {ok(speed >= targets['image'])} | {loadavg.cell(row.get('load'))} |",
         "",
-        "| measure | after a turn with the image | after the same turn without it | ratio |",
-        "|---|---|---|---|",
+        f"| measure | after a turn with the image | after the same turn without it | ratio | {loadavg.HEADER} |",
+        "|---|---|---|---|---|",
         f"| follow-up question, time to first token | {min(row['follow_image']):.3f}s | "
-        f"{min(row['follow_text']):.3f}s | {follow:.2f} {ok(follow <= targets['follow_up'])} |",
+        f"{min(row['follow_text']):.3f}s | {follow:.2f} {ok(follow <= targets['follow_up'])} | "
+        f"{loadavg.cell(row.get('follow_load'))} |",
         "",
         f"Targets: image to first token at >= {targets['image']}x llama-mtmd-cli's speed; a follow-up "
         f"about the image within {targets['follow_up']}x a text-only follow-up's time to first token.",

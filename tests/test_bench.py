@@ -38,6 +38,8 @@ def test_the_harness_runs_end_to_end(tmp_path):
         "3",
         "--turn-tokens",
         "20",
+        "--steps",
+        "3",
         "--out",
         str(out),
     ]
@@ -51,7 +53,7 @@ def test_the_harness_runs_end_to_end(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = out.read_text()
-    for words in ("llama-bench", "| tiny", "turn 3", "Cold start", "peak RSS", "ratio"):
+    for words in ("llama-bench", "| tiny", "turn 3", "Cold start", "peak RSS", "ratio", "load (1 min)"):
         assert words in report
     png = tmp_path / "bench" / "multiturn.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -60,3 +62,7 @@ def test_the_harness_runs_end_to_end(tmp_path):
     for key in ("ours_pp", "ref_pp", "ours_tg", "ref_tg"):
         assert len(model[key]) == 2 and all(v > 0 for v in model[key])
     assert len(model["turns"]) == 3 and len(model["turns_no_reuse"]) == 3
+    # the agent's steps best of 3 runs, llama-bench's reference once after each run
+    assert len(model["agent_runs_s"]) == 3 and all(len(run) == 3 for run in model["agent_runs_s"])
+    assert [len(ref) for ref in model["agent_reference_runs"]] == [3, 3]
+    assert model["load"] > 0 and model["turns_load"] > 0 and model["agent_load"] > 0
