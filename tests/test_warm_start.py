@@ -183,6 +183,8 @@ def _spoil(path: Path, how: str) -> None:
         path.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :])
     elif how == "truncated":
         path.write_bytes(data[: len(data) // 2])
+    elif how == "header":  # a damaged length: never read as 4 GiB
+        path.write_bytes(MAGIC + b"\xff\xff\xff\xff" + data[len(MAGIC) + 4 :])
     elif how == "foreign":
         path.write_bytes(MAGIC[:-1] + b"\x09" + data[len(MAGIC) :])
     elif how == "mismatched":  # another setup's header under this name
@@ -193,7 +195,7 @@ def _spoil(path: Path, how: str) -> None:
         path.write_bytes(MAGIC + len(encoded).to_bytes(4, "little") + encoded + data[len(MAGIC) + 4 + size :])
 
 
-@pytest.mark.parametrize("how", ["corrupt", "truncated", "foreign", "mismatched"])
+@pytest.mark.parametrize("how", ["corrupt", "truncated", "header", "foreign", "mismatched"])
 def test_a_bad_file_is_skipped_and_removed(random_model, tmp_path, how):
     folder = tmp_path / "states"
     messages = conversation("What does line 3 say?")

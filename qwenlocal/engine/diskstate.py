@@ -33,6 +33,7 @@ from pathlib import Path
 
 MAGIC = b"QWENLOCAL-STATE\x01"
 SUFFIX = ".state"
+MAX_HEADER = 1 << 16  # bytes: a header is a few hundred (a damaged length is not read)
 # Restoring costs a file read and a copy whatever the length (the recurrent state alone is ~20 MiB
 # on 0.8B/2B): 7-15 ms on 0.8B's shape, against 95 ms to read 16 tokens and 217 ms to read 64
 # (BENCHMARKS.md, "Restoring against reading a prefix"). From a cold disk it takes under a tenth of
@@ -97,7 +98,9 @@ class DiskStates:
                 if f.read(len(MAGIC)) != MAGIC:
                     raise ValueError("not a state file")
                 size = int.from_bytes(f.read(4), "little")
-                header = json.loads(f.read(size))
+                header = json.loads(f.read(size)) if size <= MAX_HEADER else None
+                if not isinstance(header, dict):
+                    raise ValueError("not a state file's header")
                 data = bytearray(max(os.fstat(f.fileno()).st_size - f.tell(), 0))
                 if f.readinto(data) != len(data):
                     raise ValueError("cut short while reading")
@@ -249,7 +252,9 @@ def _model_of(path: Path) -> str:
         with open(path, "rb") as f:
             if f.read(len(MAGIC)) != MAGIC:
                 return ""
-            return str(json.loads(f.read(int.from_bytes(f.read(4), "little"))).get("model", ""))
+            size = int.from_bytes(f.read(4), "little")
+            header = json.loads(f.read(size)) if size <= MAX_HEADER else {}
+            return str(header.get("model", "")) if isinstance(header, dict) else ""
     except (OSError, ValueError):
         return ""
 
