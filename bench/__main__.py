@@ -37,6 +37,7 @@ from qwenlocal.testing import ggufs
 
 from . import agent, depth, filler, llama_bench, loadavg, quick, vision
 from .report import carry
+from .report import save as save_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {"0.8b": ggufs.QWEN35_0_8B, "2b": ggufs.QWEN35_2B, "tiny": ggufs.Shape()}
@@ -324,12 +325,7 @@ def only_image(args) -> int:
     results.json (keeping the rest of a full run's numbers)."""
     row = vision.measure(args)
     lines = vision.section(row, args.command, TARGETS)
-    args.out.write_text(vision.splice(args.out.read_text() if args.out.exists() else "", lines).lstrip("\n"))
-    path = args.out.parent / "bench" / "results.json"
-    path.parent.mkdir(exist_ok=True)
-    samples = json.loads(path.read_text()) if path.exists() else {"models": []}
-    samples["image"] = row | {"command": args.command}
-    path.write_text(json.dumps(samples, indent=1) + "\n")
+    save_section(args, vision.splice, lines, image=row | {"command": args.command})
     print("\n".join(lines))
 
 
@@ -342,15 +338,8 @@ def only_depth(args) -> int:
     def save(result: depth.DepthResult) -> None:
         done[result.name] = result
         lines = depth.section(list(done.values()), args, TARGETS)
-        args.out.write_text(
-            depth.splice(args.out.read_text() if args.out.exists() else "", lines).lstrip("\n")
-        )
-        path = args.out.parent / "bench" / "results.json"
-        path.parent.mkdir(exist_ok=True)
-        samples = json.loads(path.read_text()) if path.exists() else {"models": []}
-        samples["depth"] = [asdict(r) for r in done.values()]
-        samples["depth_command"] = args.command
-        path.write_text(json.dumps(samples, indent=1) + "\n")
+        rows = [asdict(r) for r in done.values()]
+        save_section(args, depth.splice, lines, depth=rows, depth_command=args.command)
 
     for name in args.models:
         depth.measure(name, model_file(name), binary, args, (log, peak_rss, prompt_of), SPEC[name], save)
@@ -363,12 +352,7 @@ def only_serve(args) -> int:
 
     rows = [serve.measure(name, model_file(name), args, log) for name in args.models]
     lines = serve.section(rows, args)
-    args.out.write_text(serve.splice(args.out.read_text() if args.out.exists() else "", lines).lstrip("\n"))
-    path = args.out.parent / "bench" / "results.json"
-    path.parent.mkdir(exist_ok=True)
-    samples = json.loads(path.read_text()) if path.exists() else {"models": []}
-    samples["serve"], samples["serve_command"] = rows, args.command
-    path.write_text(json.dumps(samples, indent=1) + "\n")
+    save_section(args, serve.splice, lines, serve=rows, serve_command=args.command)
     print("\n".join(lines))
     return 0
 
@@ -382,15 +366,7 @@ def only_warm(args) -> int:
     for name in args.models:
         sampling = load().models[SPEC[name]].sampling(False)
         rows.append(warm.measure(name, model_file(name), args, log, sampling))
-        lines = warm.section(rows, args)
-        args.out.write_text(
-            warm.splice(args.out.read_text() if args.out.exists() else "", lines).lstrip("\n")
-        )
-        path = args.out.parent / "bench" / "results.json"
-        path.parent.mkdir(exist_ok=True)
-        samples = json.loads(path.read_text()) if path.exists() else {"models": []}
-        samples["warm"], samples["warm_command"] = rows, args.command
-        path.write_text(json.dumps(samples, indent=1) + "\n")
+        save_section(args, warm.splice, warm.section(rows, args), warm=rows, warm_command=args.command)
     print("\n".join(warm.section(rows, args)))
     return 0
 

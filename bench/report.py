@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+
 
 def replace_section(report: str, heading: str, lines: list[str], continues: tuple[str, ...]) -> str:
     """`report` with the section that starts at the line beginning with `heading` (and goes on
@@ -32,3 +35,14 @@ def carry(old: str, new: str, sections: list[tuple[str, tuple[str, ...]]]) -> st
             end += 1
         new = replace_section(new, heading, lines[start:end], continues).rstrip("\n") + "\n"
     return new
+
+
+def save(args, splice: Callable[[str, list[str]], str], lines: list[str], **samples) -> None:
+    """An `--only` mode's result: `lines` spliced into the report at `args.out`, and `samples` set
+    in bench/results.json beside it, the rest of a full run's numbers kept."""
+    args.out.write_text(splice(args.out.read_text() if args.out.exists() else "", lines).lstrip("\n"))
+    path = args.out.parent / "bench" / "results.json"
+    path.parent.mkdir(exist_ok=True)
+    data = json.loads(path.read_text()) if path.exists() else {"models": []}
+    data.update(samples)
+    path.write_text(json.dumps(data, indent=1) + "\n")

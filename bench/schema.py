@@ -23,7 +23,7 @@ from qwenlocal.events import Done, TextDelta
 from qwenlocal.structured import check
 
 from . import filler, loadavg
-from .report import replace_section
+from .report import replace_section, save
 
 HEADING = "Structured output"
 TARGET = 0.90
@@ -102,16 +102,9 @@ def splice(report: str, lines: list[str]) -> str:
 
 def only(args, model_file, log) -> int:
     """`--only schema`: the row alone, spliced into the report and results.json."""
-    import json
-
     args.schema_prompt = getattr(args, "schema_prompt", 256)
     rows = [measure(name, model_file(name), args, log) for name in args.models]
     lines = section(rows, args)
-    args.out.write_text(splice(args.out.read_text() if args.out.exists() else "", lines).lstrip("\n"))
-    path = args.out.parent / "bench" / "results.json"
-    path.parent.mkdir(exist_ok=True)
-    samples = json.loads(path.read_text()) if path.exists() else {"models": []}
-    samples["schema"], samples["schema_command"] = rows, args.command
-    path.write_text(json.dumps(samples, indent=1) + "\n")
+    save(args, splice, lines, schema=rows, schema_command=args.command)
     print("\n".join(lines))
     return 0
