@@ -31,7 +31,7 @@ def cache(
     import contextlib
 
     from ..config import state_dir
-    from ..engine.diskstate import entries_in, locked
+    from ..engine.diskstate import entries_in, locked, model_of
 
     term, folder = terminal(context), state_dir()
     entries = sorted(entries_in(folder), key=lambda e: e.used, reverse=True)
@@ -47,7 +47,7 @@ def cache(
     if json:
         rows = [
             {
-                "model": e.model,
+                "model": model_of(e.path),
                 "tokens": e.n_tokens,
                 "bytes": e.bytes,
                 "last_used": e.used,
@@ -63,7 +63,7 @@ def cache(
     lines = [f"{'model':<32} {'tokens':>8} {'size':>10}  last used"]
     for e in entries:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.used))
-        lines.append(f"{e.model[:32]:<32} {e.n_tokens:>8,} {e.bytes / 1024**2:>6,.1f} MiB  {used}")
+        lines.append(f"{model_of(e.path)[:32]:<32} {e.n_tokens:>8,} {e.bytes / 1024**2:>6,.1f} MiB  {used}")
     total = sum(e.bytes for e in entries)
     states = "1 state" if len(entries) == 1 else f"{len(entries)} states"
     lines.append(f"{states}, {total / 1024**2:,.1f} MiB in {folder}")

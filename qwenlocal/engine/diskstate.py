@@ -53,7 +53,6 @@ class Entry:
     n_tokens: int
     bytes: int
     used: float  # the file's mtime: when it was written or last restored
-    model: str = ""
 
 
 class DiskStates:
@@ -131,35 +130,37 @@ class DiskStates:
 
     # -- saving ---------------------------------------------------------------------------
 
-    def wants(self, tokens: list[int] | tuple[int, ...]) -> bool:
-        """Whether a state after `tokens` is worth a file (long enough, not stored yet)."""
+    def _wanted(self, tokens: list[int] | tuple[int, ...]) -> tuple[Path, str] | None:
+        """Where a state after `tokens` goes and the prefix's digest, when it is worth a file (long
+        enough, not stored yet: a stored one is touched instead)."""
         if self.broken or len(tokens) < self.min_tokens or self.limit <= 0:
-            return False
-        path = self._path(tokens)
+            return None
+        digest = _digest(tokens)
+        path = self.folder / f"{self.key}-{len(tokens)}-{digest[:32]}{SUFFIX}"
         if path.exists():
             with contextlib.suppress(OSError):
                 os.utime(path)
-            return False
-        return True
-
-    def _path(self, tokens) -> Path:
-        return self.folder / f"{self.key}-{len(tokens)}-{_digest(tokens)[:32]}{SUFFIX}"
+            return None
+        return path, digest
 
     def save(self, tokens: list[int] | tuple[int, ...], data) -> None:
-        """Write the state `data` (bytes or a ctypes array, copied already) after `tokens`, in a
-        thread of its own."""
-        if not self.wants(tokens):
+        """Write the state after `tokens`, in a thread of its own, when it is worth a file. `data`:
+        the state (bytes or a ctypes array, copied already), or a function that copies it out
+        (called only then; None from it: nothing to write)."""
+        wanted = self._wanted(tokens)
+        data = data() if wanted is not None and callable(data) else data
+        if wanted is None or data is None:
             return
+        path, digest = wanted
         header = {
             "identity": self.identity,
             "n_tokens": len(tokens),
-            "tokens": _digest(tokens),
+            "tokens": digest,
             "bytes": len(data),
             "crc32": zlib.crc32(data),
             "model": self.model,
             "saved": time.time(),
         }
-        path = self._path(tokens)
         writer = threading.Thread(target=self._write, args=(path, header, data), daemon=True)
         self._writers = [w for w in self._writers if w.is_alive()] + [writer]
         writer.start()
@@ -231,7 +232,7 @@ def locked(folder: Path):
 
 
 def entries_in(folder: Path) -> list[Entry]:
-    """Every stored state in `folder`, of any model setup."""
+    """Every stored state in `folder`, of any model setup, from its name and its file's stat."""
     found = []
     try:
         paths = [p for p in Path(folder).iterdir() if p.name.endswith(SUFFIX) and not p.name.startswith(".")]
@@ -243,11 +244,12 @@ def entries_in(folder: Path) -> list[Entry]:
             n = int(path.name.split("-")[1])
         except (OSError, ValueError, IndexError):
             continue
-        found.append(Entry(path, n, info.st_size, info.st_mtime, _model_of(path)))
+        found.append(Entry(path, n, info.st_size, info.st_mtime))
     return found
 
 
-def _model_of(path: Path) -> str:
+def model_of(path: Path) -> str:
+    """The name of the model a stored state belongs to (its header says), or ""."""
     try:
         with open(path, "rb") as f:
             if f.read(len(MAGIC)) != MAGIC:

@@ -68,15 +68,16 @@ class StateCache:
         while common < limit and self.live[common] == tokens[common]:
             common += 1
         best = next((c for c in reversed(self.checkpoints) if c.n_tokens <= common), None)
+        at_end = common == len(self.live) and self._exact  # the context ends where the prompt goes on
+        saved = self.stash.longest(tokens) if self.stash is not None else None  # looked up once
         if self.disk is not None:
-            at_end = common == len(self.live) and self._exact
-            restored = self._from_disk(tokens, common if at_end else (best.n_tokens if best else 0))
+            here = common if at_end else (best.n_tokens if best else 0)
+            restored = self._from_disk(tokens, max(here, len(saved.tokens) if saved else 0))
             if restored:
                 return restored
-        if common == len(self.live) and self._exact:  # the context ends where the new prompt goes on
+        if at_end:
             return common
         if self.stash is not None:  # another conversation: keep this one, go on from a kept one
-            saved = self.stash.longest(tokens)
             if saved is not None and len(saved.tokens) > (best.n_tokens if best else 0):
                 self.stash.save(self)
                 return self.stash.restore(self, saved)
@@ -97,11 +98,8 @@ class StateCache:
         return best.n_tokens
 
     def _from_disk(self, tokens: list[int], reachable: int) -> int:
-        """Restore the longest prefix of `tokens` stored on disk, if it is longer than what the
-        context (or the server's stash) can give; its length, or 0."""
-        if self.stash is not None:
-            saved = self.stash.longest(tokens)
-            reachable = max(reachable, len(saved.tokens) if saved is not None else 0)
+        """Restore the longest prefix of `tokens` stored on disk, if it is longer than `reachable`
+        (what the context or the server's stash can give); its length, or 0."""
         tried = set()
         while True:  # a bad file is removed as it is read: then the next longest
             found = self.disk.longest(tokens, above=reachable)
@@ -124,13 +122,11 @@ class StateCache:
     def persist(self) -> None:
         """Keep the state of what the context holds on disk (in the background), when it is worth
         a file; the next process whose prompt starts so restores it."""
-        if self.disk is None or not self._exact or not self.disk.wants(self.live):
+        if self.disk is None or not self._exact:
             return
         from .diskstate import state_of
 
-        data = state_of(self._lib, self._ctx)
-        if data is not None:
-            self.disk.save(tuple(self.live), data)
+        self.disk.save(tuple(self.live), lambda: state_of(self._lib, self._ctx))
 
     def checkpoint(self) -> None:
         """Save the recurrent state at the current end of the context."""
