@@ -1,5 +1,5 @@
 """The one build step pyproject.toml cannot say: the wheel carries the repository's top-level
-models.toml (the catalog) inside the package, where qwenlocal/catalog.py looks first. A checkout
+models.toml (the catalog) inside the package, where qwenlocal/models/catalog.py looks first. A checkout
 or an editable install reads the top-level file itself."""
 
 from pathlib import Path

@@ -31,8 +31,8 @@ from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
-from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
+from qwenlocal.models.catalog import load
 from qwenlocal.testing import ggufs
 
 from . import agent, depth, filler, llama_bench, loadavg, quick, vision
@@ -526,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     args.depths = [int(d) for d in args.depths.split(",")]
     quick.defaults(args, parser)
     if args.threads is None:
-        from qwenlocal.hardware import detect
+        from qwenlocal.models.hardware import detect
 
         args.threads = detect(gpu_offload=False).cpu_threads
     if args.only == "agent":

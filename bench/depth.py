@@ -16,8 +16,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
+from qwenlocal.models.catalog import load
 
 from . import filler, llama_bench, loadavg
 from .report import replace_section
@@ -91,7 +91,7 @@ def document_ttft(
 
 def measure(name: str, path: Path, binary: Path, args, tools, spec_name: str, save) -> DepthResult:
     """All the depth rows of one model; `save(result)` after each, so a long run keeps its parts."""
-    from qwenlocal.memory import kv_bytes
+    from qwenlocal.models.memory import kv_bytes
 
     log, peak_rss, prompt_of = tools
     spec = load().models[spec_name]

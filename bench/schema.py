@@ -17,9 +17,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
 from qwenlocal.events import Done, TextDelta
+from qwenlocal.models.catalog import load
 from qwenlocal.structured import check
 
 from . import filler, loadavg

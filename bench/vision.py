@@ -140,7 +140,7 @@ def our_ttft(engine: LlamaEngine, data: bytes) -> tuple[float, Stats]:
 
 
 def _sampling():
-    from qwenlocal.catalog import load as catalog
+    from qwenlocal.models.catalog import load as catalog
 
     return catalog().models["qwen3.5-0.8b"].sampling(False)
 

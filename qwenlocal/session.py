@@ -20,7 +20,7 @@ from .errors import ExitCode, QwenlocalError
 from .events import Done, Event, ReasoningDelta, TextDelta
 
 if TYPE_CHECKING:  # the loader imports the engine: not at start-up
-    from .loader import Loaded
+    from .models.loader import Loaded
 
 MAX_ATTACH = 200_000  # characters of one attached file
 

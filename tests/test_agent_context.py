@@ -16,8 +16,8 @@ from qwenlocal.agent.loop import Agent, Limits
 from qwenlocal.agent.sandbox import Shell
 from qwenlocal.agent.tools import Workspace
 from qwenlocal.agent.undo import Run
-from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions
+from qwenlocal.models.catalog import load
 from qwenlocal.testing.engine import FakeEngine
 from qwenlocal.testing.toolcalls import tool_call as call
 

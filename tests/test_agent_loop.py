@@ -11,9 +11,9 @@ from qwenlocal.agent.loop import Agent, Finished, Limits
 from qwenlocal.agent.sandbox import Shell
 from qwenlocal.agent.tools import Workspace
 from qwenlocal.agent.undo import Run, undo_last
-from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions
 from qwenlocal.errors import QwenlocalError
+from qwenlocal.models.catalog import load
 from qwenlocal.testing.engine import FakeEngine
 
 OPTIONS = GenerateOptions(sampling=load().models["qwen3.5-2b"].sampling(False))

@@ -16,9 +16,9 @@ from qwenlocal.agent.mcp import McpServers, ServerSpec, from_flag
 from qwenlocal.agent.sandbox import Shell
 from qwenlocal.agent.tools import TOOLS, Workspace
 from qwenlocal.agent.undo import Run, undo_last
-from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions
 from qwenlocal.errors import QwenlocalError
+from qwenlocal.models.catalog import load
 from qwenlocal.testing import ggufs
 from qwenlocal.testing.engine import FakeEngine
 from qwenlocal.testing.toolcalls import tool_call as call

@@ -10,9 +10,9 @@ from qwenlocal.agent.parse import parse as parse_with
 from qwenlocal.agent.sandbox import Shell
 from qwenlocal.agent.tools import SCHEMAS, Workspace, by_name
 from qwenlocal.agent.undo import Run
-from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions
 from qwenlocal.engine.thinking import ThinkSplitter
+from qwenlocal.models.catalog import load
 from qwenlocal.testing.engine import FakeEngine
 from qwenlocal.testing.toolcalls import tool_call
 

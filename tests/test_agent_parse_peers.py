@@ -12,8 +12,8 @@ from qwenlocal.agent.parse import parse
 from qwenlocal.agent.sandbox import Shell
 from qwenlocal.agent.tools import Workspace
 from qwenlocal.agent.undo import Run
-from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions
+from qwenlocal.models.catalog import load
 from qwenlocal.testing.engine import FakeEngine
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from qwenlocal.agent.tools import SCHEMAS
-from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
 from qwenlocal.events import Done, Notice, ReasoningDelta, TextDelta
+from qwenlocal.models.catalog import load
 from qwenlocal.testing import ggufs
 from qwenlocal.testing.toolcalls import tool_call
 

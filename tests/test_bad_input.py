@@ -86,14 +86,14 @@ def test_the_smallest_context_runs(cli, answer_model):
 
 
 def tiny_machine():
-    from qwenlocal.hardware import GiB, Hardware
+    from qwenlocal.models.hardware import GiB, Hardware
 
     return Hardware(total_ram=2 * GiB, available_ram=GiB, cpu_threads=2, logical_cpus=2)
 
 
 def test_a_context_that_cannot_fit_is_refused_before_loading(random_model):
     from qwenlocal.config import load_settings
-    from qwenlocal.loader import plan
+    from qwenlocal.models.loader import plan
 
     settings = load_settings({"model": str(random_model), "ctx": 131072})
     with pytest.raises(QwenlocalError) as err:
@@ -105,7 +105,7 @@ def test_a_context_that_cannot_fit_is_refused_before_loading(random_model):
 
 def test_a_catalog_model_with_a_context_too_large_is_refused_too():
     from qwenlocal.config import load_settings
-    from qwenlocal.loader import plan
+    from qwenlocal.models.loader import plan
 
     with pytest.raises(QwenlocalError) as err:
         plan(load_settings({"model": "0.8b", "ctx": 262144}), tiny_machine())
@@ -116,9 +116,9 @@ def test_a_catalog_model_with_a_context_too_large_is_refused_too():
 
 
 def test_an_empty_model_name_is_an_unknown_model():
-    from qwenlocal.cache import target_quant
     from qwenlocal.config import load_settings
-    from qwenlocal.loader import plan
+    from qwenlocal.models.loader import plan
+    from qwenlocal.models.store import target_quant
 
     settings = load_settings({"model": ""})
     with pytest.raises(QwenlocalError) as err:
@@ -130,7 +130,7 @@ def test_an_empty_model_name_is_an_unknown_model():
 
 
 def test_show_of_a_truncated_gguf_is_a_model_file_error(random_model, tmp_path):
-    from qwenlocal.cache import show
+    from qwenlocal.models.store import show
 
     data = random_model.read_bytes()
     for size in [*range(100, 16_000, 500), len(data) // 2]:  # in the metadata, in the tensors

@@ -17,9 +17,9 @@ import pytest
 from bench import agent, loadavg, quick, restore, vision, warm
 from bench.__main__ import main as bench_main
 from bench.__main__ import multi_turn, prompt_of, run_ours
-from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
 from qwenlocal.events import Done
+from qwenlocal.models.catalog import load
 from qwenlocal.testing import projectors
 
 SAMPLING = load().models["qwen3.5-0.8b"].sampling(False)

@@ -205,9 +205,9 @@ def test_an_extreme_aspect_ratio_is_refused_with_its_size(hostile, random_model)
 
 def test_long_but_allowed_shapes_reach_the_model(random_model, tmp_path):
     """The limit is Qwen's: a 1:200 image (and a 1x1 one) is prepared by libmtmd and answered."""
-    from qwenlocal.catalog import Sampling
     from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
     from qwenlocal.events import Done
+    from qwenlocal.models.catalog import Sampling
 
     projector = projectors.write_projector(tmp_path / "mmproj.gguf")
     shapes = [(8, 1600), (1600, 8), (1, 1)]
@@ -282,7 +282,7 @@ def test_a_kv_cache_the_head_size_forbids_says_so(tmp_path):
 
 
 def test_the_shorten_hint_never_exceeds_what_the_model_reads():
-    from qwenlocal.sizing import _too_long
+    from qwenlocal.models.sizing import _too_long
 
     refused = _too_long(40000, 32768, "f16", "Tiny", 8192)
     assert refused.message == "the prompt is at least 40000 tokens, but Tiny reads at most 8192 tokens"

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from qwenlocal.catalog import CatalogTarget, FileTarget, load
 from qwenlocal.errors import ExitCode, QwenlocalError
+from qwenlocal.models.catalog import CatalogTarget, FileTarget, load
 
 CAT = load()
 

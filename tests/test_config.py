@@ -53,7 +53,7 @@ def test_importing_the_package_does_no_work(tmp_path):
     import sys
 
     code = (
-        "import sys, qwenlocal.cli, qwenlocal.engine, qwenlocal.loader, qwenlocal.hardware; "
+        "import sys, qwenlocal.cli, qwenlocal.engine, qwenlocal.models.loader, qwenlocal.models.hardware; "
         "heavy = ('llama_cpp', 'huggingface_hub', 'rich.markdown', 'psutil', 'numpy'); "
         "heavy = [m for m in heavy if m in sys.modules]; "
         "print(heavy)"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from qwenlocal import hardware
-from qwenlocal.catalog import load
-from qwenlocal.hardware import GiB, Want, detect, pick
-from qwenlocal.memory import ContainerMemory, container_memory
+from qwenlocal.models import hardware
+from qwenlocal.models.catalog import load
+from qwenlocal.models.hardware import GiB, Want, detect, pick
+from qwenlocal.models.memory import ContainerMemory, container_memory
 
 MiB = 1 << 20
 
@@ -98,7 +98,7 @@ def test_no_proc_at_all(tmp_path):
 
 def three_gib_container(monkeypatch, tmp_path):
     root = tree(tmp_path, "0::/\n", {"memory.max": f"{3 * GiB}\n", "memory.current": f"{300 * MiB}\n"})
-    monkeypatch.setattr("qwenlocal.memory.container_memory", lambda: container_memory(root))
+    monkeypatch.setattr("qwenlocal.models.memory.container_memory", lambda: container_memory(root))
 
 
 def test_detect_reports_the_container_and_the_pick_plans_for_it(monkeypatch, tmp_path):

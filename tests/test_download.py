@@ -183,8 +183,8 @@ def test_offline_without_the_file(cli, hub):
 
 
 def test_not_enough_disk_space_is_refused_with_the_numbers(tmp_path):
-    from qwenlocal.download import _check_space
     from qwenlocal.errors import QwenlocalError
+    from qwenlocal.models.download import _check_space
 
     with pytest.raises(QwenlocalError) as err:
         _check_space(tmp_path, 10**18)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
 from qwenlocal.errors import ExitCode, QwenlocalError
 from qwenlocal.events import Done, Notice, ReasoningDelta, TextDelta
+from qwenlocal.models.catalog import load
 from qwenlocal.testing import ggufs
 from qwenlocal.testing.vocab import SPECIAL_START
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from qwenlocal.catalog import load
-from qwenlocal.hardware import MIN_TOKENS_PER_S, GiB, Gpu, Hardware, Want, detect, pick
+from qwenlocal.models.catalog import load
+from qwenlocal.models.hardware import MIN_TOKENS_PER_S, GiB, Gpu, Hardware, Want, detect, pick
 
 CAT = load()
 

@@ -7,7 +7,7 @@ import inspect
 
 import pytest
 
-from qwenlocal import download
+from qwenlocal.models import download
 from qwenlocal.testing.fakehub import FakeHub
 
 REPO, FILE = "org/repo-GGUF", "model.gguf"

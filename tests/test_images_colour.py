@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from qwenlocal import images
-from qwenlocal.catalog import Sampling
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
 from qwenlocal.engine.vision import Projector
 from qwenlocal.events import Done
+from qwenlocal.models.catalog import Sampling
 from qwenlocal.testing import ggufs, projectors
 from qwenlocal.testing.cli import run as run_in_process
 

@@ -80,8 +80,8 @@ def test_pull_flag_fetches_model_and_projector_on_first_use(hub, photo):
 def test_the_pick_counts_the_projector_and_its_compute_buffer():
     """With images, the same model needs its projector's bytes and the encoder's buffer for the
     budget more; where that no longer fits, a smaller context (or model) is chosen."""
-    from qwenlocal.catalog import load
-    from qwenlocal.hardware import GiB, Hardware, Want, pick
+    from qwenlocal.models.catalog import load
+    from qwenlocal.models.hardware import GiB, Hardware, Want, pick
 
     hw = Hardware(8 * GiB, 6 * GiB, 4, 8, system="test")
     spec = load().models["qwen3.5-4b"]

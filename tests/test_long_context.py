@@ -16,12 +16,12 @@ import time
 
 import pytest
 
-from qwenlocal import hardware
 from qwenlocal.config import Settings
 from qwenlocal.conversation import Conversation
 from qwenlocal.engine import LlamaEngine, LoadOptions
 from qwenlocal.errors import ExitCode
 from qwenlocal.events import PromptProgress
+from qwenlocal.models import hardware
 from qwenlocal.render import reading_text
 from qwenlocal.session import ChatSession
 from qwenlocal.testing.cli import run as cli
@@ -97,9 +97,9 @@ def test_only_what_memory_cannot_hold_is_refused_with_the_numbers(monkeypatch, a
     q8_0 cache): 6K tokens are read (past the 4K default), 30K are refused with what fits."""
     monkeypatch.setattr(hardware, "DEFAULT_CTX", 4096)
     small = machine(answer_model.stat().st_size + int(1.05 * GiB))  # the file, and ~12K tokens
-    monkeypatch.setattr("qwenlocal.loader.detect", lambda: small)
-    from qwenlocal.loader import file_spec
-    from qwenlocal.memory import largest_context
+    monkeypatch.setattr("qwenlocal.models.loader.detect", lambda: small)
+    from qwenlocal.models.loader import file_spec
+    from qwenlocal.models.memory import largest_context
 
     spec = file_spec(answer_model)
     choice = hardware.pick(small, None, hardware.Want(model=spec, quant="FILE"))
@@ -121,9 +121,9 @@ def test_only_what_memory_cannot_hold_is_refused_with_the_numbers(monkeypatch, a
 def test_the_q8_0_cache_is_taken_only_when_it_makes_the_prompt_fit(monkeypatch, answer_model):
     monkeypatch.setattr(hardware, "DEFAULT_CTX", 4096)
     small = machine(answer_model.stat().st_size + int(1.05 * GiB))  # the file, and ~12K tokens
-    monkeypatch.setattr("qwenlocal.loader.detect", lambda: small)
-    from qwenlocal.loader import file_spec
-    from qwenlocal.memory import largest_context
+    monkeypatch.setattr("qwenlocal.models.loader.detect", lambda: small)
+    from qwenlocal.models.loader import file_spec
+    from qwenlocal.models.memory import largest_context
 
     choice = hardware.pick(small, None, hardware.Want(model=file_spec(answer_model), quant="FILE"))
     f16, q8 = choice.max_ctx, largest_context(choice.model, choice.context_room, "q8_0")
@@ -138,7 +138,7 @@ def test_the_q8_0_cache_is_taken_only_when_it_makes_the_prompt_fit(monkeypatch, 
 
 
 def test_the_pick_takes_q8_0_only_for_an_asked_context_that_f16_cannot_hold():
-    from qwenlocal.catalog import load
+    from qwenlocal.models.catalog import load
 
     spec = load().models["qwen3.5-0.8b"]
     small = machine(int(3.2 * GiB))
@@ -158,7 +158,7 @@ GREEDY = Settings(temperature=0.0, max_tokens=8, think=False)
 
 
 def chat_turns(engine: LlamaEngine, turns: int) -> tuple[ChatSession, list]:
-    from qwenlocal.loader import Loaded
+    from qwenlocal.models.loader import Loaded
 
     session = ChatSession(GREEDY, Conversation(system="You are terse."))
     session.loaded = Loaded(engine, None, None, "test")

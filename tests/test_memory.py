@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from qwenlocal.catalog import load
-from qwenlocal.memory import compute_bytes, context_bytes, kv_bytes
+from qwenlocal.models.catalog import load
+from qwenlocal.models.memory import compute_bytes, context_bytes, kv_bytes
 from qwenlocal.testing import ggufs
 
 MiB = 1024**2

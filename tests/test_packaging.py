@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_catalog_is_the_top_level_models_toml():
-    from qwenlocal.catalog import bundled_path
+    from qwenlocal.models.catalog import bundled_path
 
     assert (ROOT / "models.toml").is_file() and not (ROOT / "qwenlocal" / "models.toml").exists()
     assert bundled_path() == ROOT / "models.toml"

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from qwenlocal.catalog import load
 from qwenlocal.config import SETTING_NAMES
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
 from qwenlocal.errors import ExitCode, QwenlocalError
 from qwenlocal.events import Done, Notice
+from qwenlocal.models.catalog import load
 from qwenlocal.structured import SchemaProblem, Structure, check, structure_for
 from qwenlocal.testing import ggufs
 from qwenlocal.testing.cli import run as run_in_process

@@ -12,10 +12,10 @@ import time
 import httpx
 import pytest
 
-from qwenlocal.client import RemoteEngine
 from qwenlocal.config import Settings
 from qwenlocal.conversation import Conversation
 from qwenlocal.engine import GenerateOptions
+from qwenlocal.engine.remote import RemoteEngine
 from qwenlocal.session import ChatSession
 from qwenlocal.terminal import Terminal
 from qwenlocal.testing import ggufs

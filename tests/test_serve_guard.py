@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from qwenlocal.client import find
+from qwenlocal.engine.remote import find
 from qwenlocal.errors import ExitCode, QwenlocalError
 from qwenlocal.server.access import Access
 from qwenlocal.testing import ggufs

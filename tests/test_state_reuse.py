@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from qwenlocal.catalog import load
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
+from qwenlocal.models.catalog import load
 
 SPEC = load().models["qwen3.5-0.8b"]
 GREEDY = GenerateOptions(sampling=SPEC.sampling(False).__class__(0.0, 1.0, 0, 0.0, 0.0, 1.0), max_tokens=12)

@@ -74,7 +74,7 @@ def test_the_vocabulary_is_the_real_files():
 
 
 def test_the_gguf_has_the_real_files_tokenizer_keys(random_model, tmp_path):
-    from qwenlocal.ggufheader import read_header
+    from qwenlocal.models.ggufheader import read_header
 
     fields = read_header(random_model).fields  # section 4's table
     assert fields["tokenizer.ggml.model"] == "gpt2" and fields["tokenizer.ggml.pre"] == "qwen35"

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from qwenlocal.catalog import Sampling
 from qwenlocal.engine import GenerateOptions, LlamaEngine, LoadOptions
 from qwenlocal.engine.base import instructions
 from qwenlocal.engine.diskstate import MAGIC, MIN_TOKENS, DiskStates, entries_in
 from qwenlocal.events import Done, Notice
+from qwenlocal.models.catalog import Sampling
 from qwenlocal.testing.cli import run as run_in_process
 
 from .conftest import ANSWER, qwenlocal

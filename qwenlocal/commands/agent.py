@@ -34,7 +34,7 @@ from .options import (
 )
 
 if TYPE_CHECKING:  # the loader imports the engine: not at start-up
-    from ..loader import Loaded
+    from ..models.loader import Loaded
 
 
 def agent(
@@ -122,7 +122,7 @@ def agent(
 def _sees(loaded: Loaded, settings: Settings) -> bool:
     """Whether read_file may show the model images: its projector is loaded, or is on disk (or
     given with --mmproj / QWENLOCAL_MMPROJ) and is loaded now. Nothing is downloaded for it."""
-    from ..loader import projector_for
+    from ..models.loader import projector_for
 
     if loaded.engine.vision is None:
         try:

@@ -130,7 +130,7 @@ class Chat:
     def see(self) -> None:
         """Images need the model's projector: loaded (asked for and fetched) on first use; through
         a server, with the model itself (the server takes text)."""
-        from ..client import RemoteEngine
+        from ..engine.remote import RemoteEngine
         from .loading import ensure_vision, open_model
 
         session = self.session

@@ -33,8 +33,8 @@ def report(settings: Settings) -> dict:
     """What was detected and what would run: the data of `doctor --json`."""
     from importlib.metadata import version
 
-    from ..hardware import detect
-    from ..loader import plan
+    from ..models.hardware import detect
+    from ..models.loader import plan
 
     hw = detect()
     choice, path, label = plan(settings, hw)
@@ -51,9 +51,9 @@ def report(settings: Settings) -> dict:
 def largest_contexts(hw) -> dict[str, dict[str, int]]:
     """The largest context this machine gives each catalog model (at the quantization the pick
     would use for it), with an f16 and a q8_0 KV cache."""
-    from ..catalog import load
-    from ..hardware import Want, pick
-    from ..memory import largest_context
+    from ..models.catalog import load
+    from ..models.hardware import Want, pick
+    from ..models.memory import largest_context
 
     out = {}
     for spec in load().models.values():

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..catalog import ModelSpec, QuantFile
 from ..config import Settings
 from ..errors import ExitCode, QwenlocalError
-from ..hardware import Choice
-from ..loader import Loaded, load, not_downloaded, plan, projector_for, projector_not_downloaded
+from ..models.catalog import ModelSpec, QuantFile
+from ..models.hardware import Choice
+from ..models.loader import Loaded, load, not_downloaded, plan, projector_for, projector_not_downloaded
 from ..terminal import Terminal
 
 
@@ -53,8 +53,8 @@ def open_model_or_server(
     if use and not vision:
         choice, path, label = plan(settings)
         if path is not None:
-            from .. import catalog
-            from ..client import RemoteEngine, find
+            from ..engine.remote import RemoteEngine, find
+            from ..models import catalog
 
             connection = find(server, path)
             if connection is not None:
@@ -78,7 +78,7 @@ def locate(term: Terminal, settings: Settings, vision: bool = False) -> tuple[Ch
 
 def _may_download(term: Terminal, choice, allow: bool, quant=None) -> bool:
     """First use of a model: --pull downloads it; on a terminal the user is asked."""
-    from .. import download
+    from ..models import download
 
     if allow or not term.can_ask or download.offline():
         return allow
@@ -92,7 +92,7 @@ def _may_download(term: Terminal, choice, allow: bool, quant=None) -> bool:
 
 def fetch(term: Terminal, spec: ModelSpec, quant: QuantFile) -> Path:
     """Download a catalog file (or an alternate publisher's copy if the default is gone)."""
-    from .. import download
+    from ..models import download
 
     local = download.find_local(spec, quant)
     if local:

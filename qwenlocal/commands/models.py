@@ -25,7 +25,7 @@ def pull(
     ] = False,
 ) -> None:
     """Download a model into the Hugging Face cache: resumable, verified against the hub's sha256."""
-    from ..cache import target_quant
+    from ..models.store import target_quant
     from .loading import fetch
 
     term = terminal(context)
@@ -47,8 +47,8 @@ def pull(
 
 def list_(context: typer.Context, json: Json = None) -> None:
     """Every catalog model and every local GGUF: size, downloaded or partial, whether it fits here."""
-    from ..cache import model_rows
-    from ..hardware import detect
+    from ..models.hardware import detect
+    from ..models.store import model_rows
 
     term = terminal(context)
     rows = model_rows(detect())
@@ -85,8 +85,8 @@ def rm(
     json: Json = None,
 ) -> None:
     """Remove downloaded (or partial) model files from the cache and free the space."""
-    from .. import download
-    from ..cache import matching
+    from ..models import download
+    from ..models.store import matching
 
     term = terminal(context)
     json = settings(json=json).json
@@ -120,7 +120,7 @@ def show(
     json: Json = None,
 ) -> None:
     """Path, size, sha256 and the GGUF's own metadata of a local model."""
-    from ..cache import show as info_of
+    from ..models.store import show as info_of
 
     term = terminal(context)
     json = settings(json=json).json

@@ -12,8 +12,8 @@ from ..terminal import Terminal
 
 
 def complete_model(incomplete: str) -> list[str]:
-    from ..catalog import bundled, load
     from ..errors import QwenlocalError
+    from ..models.catalog import bundled, load
 
     try:
         cat = load()

@@ -159,8 +159,8 @@ def answer(
 ) -> None:
     """`server` (--server URL) and `use_server` (False: --no-server): see client.py. `structure`:
     the answer must be JSON of it (--schema, --json-object), held back until it validates."""
-    from ..client import RemoteEngine
-    from ..sizing import size_run
+    from ..engine.remote import RemoteEngine
+    from ..models.sizing import size_run
     from .loading import open_model_or_server
 
     content, material = read_input(term, settings, prompt, list(files))

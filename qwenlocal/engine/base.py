@@ -6,8 +6,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from ..catalog import Sampling
 from ..events import Event
+from ..models.catalog import Sampling
 from .grammar import Grammar
 
 

@@ -179,7 +179,7 @@ def _load_error(path: Path) -> QwenlocalError:
 
 def _sized(width: int) -> str:
     """A model width in words: the catalog's model of that width, when there is one."""
-    from ..catalog import spec_for_embedding
+    from ..models.catalog import spec_for_embedding
 
     spec = spec_for_embedding(width)
     return f"{spec.display}, width {width}" if spec else f"a model of width {width}"

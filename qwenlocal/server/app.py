@@ -25,8 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..client import fingerprint
 from ..config import Settings
+from ..engine.remote import fingerprint
 from .access import Access, Guard
 from .answer import Answer
 from .openai import ApiError, ChatRequest, messages, parse_request, tools
@@ -35,7 +35,7 @@ from .reply import Assembler, Reply
 from .worker import Worker
 
 if TYPE_CHECKING:
-    from ..loader import Loaded
+    from ..models.loader import Loaded
 
 MAX_BODY = 32 << 20  # bytes of one request: a long conversation, or a few images as data URIs
 

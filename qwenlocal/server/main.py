@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..errors import ExitCode, QwenlocalError
-from ..hardware import Choice
+from ..models.hardware import Choice
 from ..terminal import Terminal
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class Server:
         return f"http://{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}"
 
     def _load(self) -> None:
-        from ..loader import load
+        from ..models.loader import load
 
         choice, path, label = self.located
         try:

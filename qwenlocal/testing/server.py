@@ -43,7 +43,7 @@ def serving(
     """A running server for the GGUF `model` (and its projector `mmproj`); `ready=False` does not
     load it (503 for ever)."""
     from ..config import Settings
-    from ..loader import plan
+    from ..models.loader import plan
     from ..server.access import Access
     from ..server.main import Server
     from ..terminal import Terminal

@@ -11,11 +11,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import Settings, state_dir, state_limit
+from ..engine import GenerateOptions, LlamaEngine, LoadOptions, check_gguf, with_temperature
+from ..errors import ExitCode, QwenlocalError
 from . import catalog as catalog_mod
 from .catalog import CatalogTarget, FileTarget, ModelSpec, QuantFile, Sampling
-from .config import Settings, state_dir, state_limit
-from .engine import GenerateOptions, LlamaEngine, LoadOptions, check_gguf, with_temperature
-from .errors import ExitCode, QwenlocalError
 from .hardware import Choice, Hardware, Want, detect, image_tokens_for, pick
 
 # Defaults for a GGUF that is not one of the four catalog sizes.

@@ -156,7 +156,7 @@ def detect(gpu_offload: bool | None = None) -> Hardware:
     apple = sys.platform == "darwin" and platform.machine() == "arm64"
     note = None
     if gpu_offload is None:
-        from .engine import amx_kernels_off, gpu_offload_supported
+        from ..engine import amx_kernels_off, gpu_offload_supported
 
         gpu_offload, note = gpu_offload_supported(), amx_kernels_off()
     gpus = _nvidia_gpus()

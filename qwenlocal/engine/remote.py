@@ -23,9 +23,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .engine.base import GenerateOptions
-from .errors import ExitCode, QwenlocalError
-from .events import Done, Event, ReasoningDelta, Stats, TextDelta
+from ..errors import ExitCode, QwenlocalError
+from ..events import Done, Event, ReasoningDelta, Stats, TextDelta
+from .base import GenerateOptions
 
 DEFAULT_SERVER = "http://127.0.0.1:11435"  # server/main.py's DEFAULT_PORT
 

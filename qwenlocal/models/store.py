@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import Settings
+from ..errors import ExitCode, QwenlocalError
 from . import catalog as catalog_mod
 from . import download
 from .catalog import CatalogTarget, FileTarget, ModelSpec, QuantFile
-from .config import Settings
-from .errors import ExitCode, QwenlocalError
 from .hardware import Want, detect, pick
 
 
@@ -123,7 +123,7 @@ def path_for(name: str) -> Path:
         )
     target = catalog_mod.load().resolve(name)
     if isinstance(target, FileTarget):
-        from .engine import check_gguf
+        from ..engine import check_gguf
 
         check_gguf(target.path)
         return target.path

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from .errors import ExitCode, QwenlocalError
+from ..errors import ExitCode, QwenlocalError
 
 # Best first. Only these are offered by the picker; others can still be named explicitly.
 PICK_QUANTS = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
@@ -198,8 +198,8 @@ def bundled_path() -> Path:
     """The catalog qwenlocal ships: `models.toml` at the repository's top level, which a wheel
     carries inside the package (setup.py copies it there); a checkout or an editable install
     reads it where it is."""
-    packaged = Path(__file__).with_name("models.toml")
-    return packaged if packaged.is_file() else Path(__file__).resolve().parent.parent / "models.toml"
+    packaged = Path(__file__).parents[1] / "models.toml"  # qwenlocal/models.toml
+    return packaged if packaged.is_file() else Path(__file__).resolve().parents[2] / "models.toml"
 
 
 @cache

@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import ExitCode, QwenlocalError
+from ..errors import ExitCode, QwenlocalError
 from .memory import human_tokens, largest_context
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from ..config import Settings
     from .loader import Loaded
 
 ANSWER_RESERVE = 4096  # tokens kept for a run's answer (its reasoning too) without --max-tokens

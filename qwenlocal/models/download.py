@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ExitCode, QwenlocalError
 from .catalog import ModelSpec, QuantFile
-from .errors import ExitCode, QwenlocalError
 
 REVISION = "main"
 # (bytes done, total); called first with where the work starts (the bytes a resumed download kept)

@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .errors import ExitCode, QwenlocalError
+from ..errors import ExitCode, QwenlocalError
 
 NUMBER = (int, float)
 FIELDS: dict[str, Any] = {
@@ -40,7 +40,7 @@ HINT = "fix or remove the file (see README.md, 'Your own models')"
 
 
 def user_file() -> Path:
-    from .config import _dirs
+    from ..config import _dirs
 
     return Path(_dirs().user_config_dir) / "models.toml"
 
