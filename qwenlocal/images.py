@@ -17,7 +17,6 @@ A message's `content` is a str, or a list of parts `{"type": "text", "text": str
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import shutil
 from dataclasses import dataclass, field
@@ -163,19 +162,12 @@ def check_pixels(data: bytes, name: str, fmt: str) -> tuple[int, int]:
 
 def decode_size(data: bytes, name: str, fmt: str) -> tuple[int, int]:
     """Decode with libmtmd's own decoder (stb_image, as the engine will); its size, or exit 7."""
-    from .engine.vision import mtmd_lib
+    from .engine.vision import decoded_size
 
-    mtmd = mtmd_lib()
-    buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-    # a placeholder bitmap: decoded in full (so a corrupt file fails here) but not kept; without a
-    # context libmtmd only takes its image path, which the format check above guarantees
-    bitmap = mtmd.mtmd_helper_bitmap_init_from_buf(None, buf, len(data), True)
-    if not bitmap:
+    size = decoded_size(data)
+    if size is None:
         raise corrupt(name, fmt)
-    try:
-        return mtmd.mtmd_bitmap_get_nx(bitmap), mtmd.mtmd_bitmap_get_ny(bitmap)
-    finally:
-        mtmd.mtmd_bitmap_free(bitmap)
+    return size
 
 
 def read(path: Path | str) -> Image:

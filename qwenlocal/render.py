@@ -107,12 +107,13 @@ class Renderer:
     def __post_init__(self) -> None:
         self._answer = ""
         self._reasoning = ""
-        self._in_reasoning = False
         self._stream: MarkdownStream | None = None
         term = self.term
         self._out, self._errs = term.stdout, term.stderr
         self._err = term.err_console() if term.is_tty(term.stderr) else None
-        self._fold: ReasoningFold | None = None
+        self._thinking = ReasoningStream(
+            self._errs, self._err, self.fold_reasoning, "\n\n" if self._err else "\n"
+        )
         self._reading: ReadingProgress | None = None
 
     def handle(self, event: Event) -> None:
@@ -127,7 +128,7 @@ class Renderer:
         if isinstance(event, ReasoningDelta):
             self._reasoning += event.text
             if self.show_reasoning and not self.json_mode:
-                self._reason(event.text)
+                self._thinking.feed(event.text)
         elif isinstance(event, TextDelta):
             self._end_reasoning()
             self._answer += event.text
@@ -148,30 +149,8 @@ class Renderer:
         elif isinstance(event, Done):
             self.finish(event)
 
-    def _reason(self, text: str) -> None:
-        if self.fold_reasoning and self._err is not None:
-            if self._fold is None:
-                self._fold = ReasoningFold(self._err)
-            self._fold.update(self._reasoning)
-            self._in_reasoning = True
-            return
-        if self._err is not None:
-            self._err.print(text, style="dim italic", end="")
-        else:
-            self._errs.write(text)
-        self._errs.flush()
-        self._in_reasoning = True
-
     def _end_reasoning(self) -> None:
-        if self._fold is not None:
-            self._fold.close(len(self._reasoning))
-            self._fold = None
-            self._in_reasoning = False
-            return
-        if self._in_reasoning:
-            self._errs.write("\n\n" if self._err else "\n")
-            self._errs.flush()
-            self._in_reasoning = False
+        self._thinking.end()
 
     def finish(self, done: Done) -> None:
         self._end_reasoning()
@@ -237,35 +216,76 @@ class ReadingProgress:
             self.live = None
 
 
-class ReasoningFold:
-    """Reasoning while it streams: the last few lines, dimmed, in a live area that folds into one
-    summary line when the answer starts (`/reasoning` shows it all)."""
+class LiveTail:
+    """The last lines of a growing text in a small live area on stderr, cleared when it stops
+    (the text is then printed once, or summed up in a line). `from_end`: a long line shows its
+    end (where the text grows), else its beginning."""
 
-    LINES = 4
-
-    def __init__(self, console) -> None:
+    def __init__(self, console, lines: int, style: str = "", from_end: bool = False) -> None:
         from rich.live import Live
 
-        self.started = time.monotonic()
-        self.live = Live(console=console, transient=True, auto_refresh=False)
+        self.console, self.lines, self.style, self.from_end = console, lines, style, from_end
+        self.live = Live(
+            console=console, transient=True, auto_refresh=False, redirect_stdout=False, redirect_stderr=False
+        )
         self.live.start()
-        self.console = console
 
-    def update(self, reasoning: str) -> None:
+    def update(self, text: str) -> None:
         from rich.text import Text
 
-        width = max(self.console.width - 2, 20)
-        lines = [line[-width:] for line in reasoning.splitlines()[-self.LINES :]]
-        self.live.update(Text("\n".join(lines), style="dim italic"), refresh=True)
+        width = max(self.console.width - (2 if self.from_end else 1), 20)
+        tail = (text if self.from_end else text.strip("\n")).splitlines()[-self.lines :]
+        lines = [line[-width:] if self.from_end else line[:width] for line in tail]
+        self.live.update(Text("\n".join(lines), style=self.style), refresh=True)
 
-    def close(self, chars: int) -> None:
+    def stop(self) -> None:
         self.live.stop()
-        seconds = time.monotonic() - self.started
-        self.console.print(
-            f"▸ thought for {seconds:.1f}s ({chars:,} characters): /reasoning shows it",
-            style="dim",
-            highlight=False,
-        )
+
+
+class ReasoningStream:
+    """Reasoning as it streams, on stderr: dimmed through `console` (a terminal), plain text
+    without one; or, with `fold`, a live tail of its last lines that folds into one summary line
+    when the answer starts (`/reasoning` shows it all). `end()` closes it before other output:
+    `gap` after streamed text."""
+
+    FOLD_LINES = 4
+
+    def __init__(self, stderr, console=None, fold: bool = False, gap: str = "\n") -> None:
+        self.stderr, self.console, self.fold, self.gap = stderr, console, fold and console is not None, gap
+        self.text = ""
+        self._tail: LiveTail | None = None
+        self._started = 0.0
+        self.open = False  # text was streamed and the line not yet closed
+
+    def feed(self, text: str) -> None:
+        self.text += text
+        if self.fold:
+            if self._tail is None:
+                self._started = time.monotonic()
+                self._tail = LiveTail(self.console, self.FOLD_LINES, "dim italic", from_end=True)
+            self._tail.update(self.text)
+            return
+        if self.console is not None:
+            self.console.print(text, style="dim italic", end="", highlight=False, markup=False)
+        else:
+            self.stderr.write(text)
+        self.stderr.flush()
+        self.open = True
+
+    def end(self) -> None:
+        if self._tail is not None:
+            self._tail.stop()
+            self._tail = None
+            seconds = time.monotonic() - self._started
+            self.console.print(
+                f"▸ thought for {seconds:.1f}s ({len(self.text):,} characters): /reasoning shows it",
+                style="dim",
+                highlight=False,
+            )
+        if self.open:
+            self.stderr.write(self.gap)
+            self.stderr.flush()
+            self.open = False
 
 
 class Spinner:

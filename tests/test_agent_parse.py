@@ -5,13 +5,13 @@ import pytest
 
 from qwenlocal.agent.approval import YES, Approver
 from qwenlocal.agent.loop import Agent
-from qwenlocal.agent.parse import ToolCall
-from qwenlocal.agent.parse import parse as parse_with
 from qwenlocal.agent.sandbox import Shell
 from qwenlocal.agent.tools import SCHEMAS, Workspace, by_name
 from qwenlocal.agent.undo import Run
 from qwenlocal.engine import GenerateOptions
 from qwenlocal.engine.thinking import ThinkSplitter
+from qwenlocal.engine.toolcall import ToolCall
+from qwenlocal.engine.toolcall import parse as parse_with
 from qwenlocal.models.catalog import load
 from qwenlocal.testing.engine import FakeEngine
 from qwenlocal.testing.toolcalls import tool_call

@@ -8,11 +8,11 @@ import pytest
 
 from qwenlocal.agent.approval import YES, Approver
 from qwenlocal.agent.loop import Agent
-from qwenlocal.agent.parse import parse
 from qwenlocal.agent.sandbox import Shell
 from qwenlocal.agent.tools import Workspace
 from qwenlocal.agent.undo import Run
 from qwenlocal.engine import GenerateOptions
+from qwenlocal.engine.toolcall import parse
 from qwenlocal.models.catalog import load
 from qwenlocal.testing.engine import FakeEngine
 

@@ -215,8 +215,8 @@ def test_a_new_tool_needs_one_entry_and_one_method(tmp_path):
 
 def test_the_view_shows_what_the_kind_and_the_decision_say(capsys):
     from qwenlocal.agent.events import ToolDecision, ToolRequested
-    from qwenlocal.agent.parse import ToolCall
     from qwenlocal.agent.view import AgentView
+    from qwenlocal.engine.toolcall import ToolCall
 
     view = AgentView(show_thinking=False)
     count, append = EXTRA

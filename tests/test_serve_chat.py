@@ -103,7 +103,7 @@ def test_the_agent_works_through_the_server(tmp_path):
     """The agent parses calls itself: through a server it gets the text the local engine streams,
     tool calls in it, and its tools run here."""
     from qwenlocal.commands.agent import solve
-    from qwenlocal.commands.loading import open_model_or_server
+    from qwenlocal.commands.loading import open_model
 
     project = tmp_path / "project"
     project.mkdir()
@@ -115,7 +115,7 @@ def test_the_agent_works_through_the_server(tmp_path):
     with serving(model) as running:
         settings = Settings(model=str(model), think=False)
         term = Terminal(io.StringIO(), io.StringIO(), io.StringIO())
-        loaded = open_model_or_server(term, settings, running.url, True)
+        loaded = open_model(term, settings, server=running.url, use_server=True)
         remote, local = loaded.engine, running.state.loaded.engine
         assert isinstance(remote, RemoteEngine)
         assert remote.grow(4096) is None and remote.max_ctx == remote.n_ctx == 2048

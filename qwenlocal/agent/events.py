@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..engine.toolcall import ToolCall
 from ..events import Done, Notice
 from .approval import Decision
-from .parse import ToolCall
 from .tools import Tool
 
 

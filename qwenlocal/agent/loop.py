@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..engine import GenerateOptions
 from ..engine.base import instructions
+from ..engine.toolcall import ToolCall, parse
 from ..events import Done, Event
 from .approval import Approver, Verdict
 from .context import ContextBudget, ContextFull
@@ -30,7 +31,6 @@ from .events import (
     ToolDecision,
     ToolRequested,
 )
-from .parse import ToolCall, parse
 from .tools import TOOLS, Kind, Tool, ToolError, Workspace, by_name
 from .transcript import Transcript
 from .undo import Run

@@ -19,14 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..engine.thinking import partial_suffix
+from ..engine.toolcall import FORMAT_REMINDER, MARKERS  # from a call on, the reply is not for reading
 from ..events import Done, Notice, ReasoningDelta, TextDelta
+from ..render import LiveTail, ReasoningStream
 from ..terminal import Terminal
 from .events import Finished, ModelReplied, Observation, StepStarted, ToolDecision, ToolRequested
 from .outcome import WIDE, call_line, outcome
-from .parse import FORMAT_REMINDER
 from .tools import Kind, Tool
-
-MARKERS = ("<tool_call>", "<function=")  # a call starts: the rest of the reply is not for reading
 
 
 class CallHider:
@@ -59,32 +58,6 @@ class CallHider:
         return held
 
 
-class LiveText:
-    """The model's text while it streams, in a small live area that is cleared when the reply
-    ends (it is then printed once, or is the answer, which goes to stdout)."""
-
-    LINES = 6
-
-    def __init__(self, console) -> None:
-        from rich.live import Live
-
-        self.console = console
-        self.live = Live(
-            console=console, transient=True, auto_refresh=False, redirect_stdout=False, redirect_stderr=False
-        )
-        self.live.start()
-
-    def update(self, text: str) -> None:
-        from rich.text import Text
-
-        width = max(self.console.width - 1, 20)
-        lines = [line[:width] for line in text.strip("\n").splitlines()[-self.LINES :]]
-        self.live.update(Text("\n".join(lines)), refresh=True)
-
-    def stop(self) -> None:
-        self.live.stop()
-
-
 class AgentView:
     def __init__(
         self,
@@ -99,9 +72,9 @@ class AgentView:
         self.show_thinking = show_thinking
         self.json_mode = json_mode
         self.max_steps = max_steps
-        self._streaming = False
+        self._thinking = ReasoningStream(term.stderr, self.console if self.tty else None)
         self._hider = CallHider()
-        self._live: LiveText | None = None
+        self._live: LiveTail | None = None
         self._unread = ""  # the text of a reply whose calls could not be read
         self._requested: dict[int, tuple[Tool, str]] = {}  # id(call) -> its tool and preview
         self._refused: set[int] = set()  # calls whose refusal was shown already
@@ -117,9 +90,7 @@ class AgentView:
         if self._live is not None:
             self._live.stop()
             self._live = None
-        if self._streaming:
-            self.term.stderr.write("\n")
-            self._streaming = False
+        self._thinking.end()
 
     def __call__(self, event) -> None:
         if isinstance(event, ReasoningDelta):
@@ -149,14 +120,8 @@ class AgentView:
     # -- the model's reply ----------------------------------------------------------------------
 
     def _reasoning(self, text: str) -> None:
-        if not self.show_thinking:
-            return
-        if self.tty:
-            self.console.print(text, style="dim italic", end="", highlight=False, markup=False)
-        else:
-            self.term.stderr.write(text)
-            self.term.stderr.flush()
-        self._streaming = True
+        if self.show_thinking:
+            self._thinking.feed(text)
 
     def _text(self, text: str) -> None:
         self._hider.feed(text)
@@ -164,7 +129,7 @@ class AgentView:
             return
         if self._live is None:
             self._end_stream()
-            self._live = LiveText(self.console)
+            self._live = LiveTail(self.console, 6)
         self._live.update(self._hider.visible)
 
     def _replied(self, event: ModelReplied) -> None:

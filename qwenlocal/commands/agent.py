@@ -124,14 +124,15 @@ def _sees(loaded: Loaded, settings: Settings) -> bool:
     given with --mmproj / QWENLOCAL_MMPROJ) and is loaded now. Nothing is downloaded for it."""
     from ..models.loader import projector_for
 
-    if loaded.engine.vision is None:
+    engine = loaded.engine
+    if not engine.can_see and engine.can_attach_projector:
         try:
             _, path = projector_for(settings, loaded.choice)
         except QwenlocalError:
             return False
         if path is not None:
-            loaded.engine.attach_projector(path)
-    return loaded.engine.vision is not None
+            engine.attach_projector(path)
+    return engine.can_see
 
 
 def check_workspace(path: Path) -> Path:

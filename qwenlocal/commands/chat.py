@@ -109,9 +109,9 @@ class Chat:
         self.server, self.use_server = server, use_server
 
     def load(self, settings: Settings) -> None:
-        from .loading import open_model_or_server
+        from .loading import open_model
 
-        self.session.use(open_model_or_server(self.term, settings, self.server, self.use_server))
+        self.session.use(open_model(self.term, settings, server=self.server, use_server=self.use_server))
         self.session.settings = settings
 
     def send(self, text: str) -> None:
@@ -130,11 +130,10 @@ class Chat:
     def see(self) -> None:
         """Images need the model's projector: loaded (asked for and fetched) on first use; through
         a server, with the model itself (the server takes text)."""
-        from ..engine.remote import RemoteEngine
         from .loading import ensure_vision, open_model
 
         session = self.session
-        if isinstance(session.loaded.engine, RemoteEngine):
+        if not session.loaded.engine.can_attach_projector:
             self.term.warn("images are read by the model loaded here, not the server's: loading it")
             session.use(open_model(self.term, session.settings, vision=True))
         ensure_vision(self.term, session.settings, session.loaded)

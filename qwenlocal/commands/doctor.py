@@ -37,7 +37,9 @@ def report(settings: Settings) -> dict:
     from ..models.loader import plan
 
     hw = detect()
-    choice, path, label = plan(settings, hw)
+    planned = plan(settings, hw)
+    choice, label = planned.choice, planned.label
+    path = None if planned.missing() else planned.path
     return {
         "contexts": largest_contexts(hw),
         "qwenlocal": version("qwenlocal"),

@@ -1,6 +1,7 @@
-"""Getting a model ready for `run`, `chat` and `agent`: plan, ask to download (or not), download
-with progress, load with a spinner. The questions and the output are here; the work is in
-`loader` and `download`."""
+"""Getting a model ready for `run`, `chat`, `agent` and `serve`, in one straight line: plan once
+(models/loader.py), use a running server if one serves this very file, ask once for every file
+that is missing, fetch them with progress, load with a spinner. The questions and the output are
+here; the work is in `models`."""
 
 from __future__ import annotations
 
@@ -9,96 +10,91 @@ from pathlib import Path
 from ..config import Settings
 from ..errors import ExitCode, QwenlocalError
 from ..models.catalog import ModelSpec, QuantFile
-from ..models.hardware import Choice
-from ..models.loader import Loaded, load, not_downloaded, plan, projector_for, projector_not_downloaded
+from ..models.loader import Loaded, Plan, load, plan, projector_for
 from ..terminal import Terminal
 
 
-def open_model(term: Terminal, settings: Settings, vision: bool = False) -> Loaded:
-    """The model, and with `vision` its projector (both asked for and fetched before loading)."""
-    choice, path, label, mmproj = locate(term, settings, vision)
+def open_model(
+    term: Terminal,
+    settings: Settings,
+    vision: bool = False,
+    server: str | None = None,
+    use_server: bool = False,
+) -> Loaded:
+    """The model (with `vision`, its projector too), or with `use_server` a running `qwenlocal
+    serve` of the same model file if there is one (`server`: its URL, from --server). Images are
+    read here: the server takes text."""
+    planned = plan(settings, vision=vision)
+    if use_server and not vision and not planned.missing():
+        remote = _served(planned, server)
+        if remote is not None:
+            return remote
+    planned = ready(term, settings, planned)
     with term.loading("Loading model"):
-        loaded = load(settings, choice, path, label, mmproj)
+        loaded = load(settings, planned)
     for message in loaded.warnings:
         term.warn(message)
     return loaded
 
 
-def projector_path(term: Terminal, settings: Settings, choice) -> Path:
-    """The model's projector on disk: found, or asked for and downloaded (the consent rules of
-    models: a question on a terminal, --pull in a script, else exit 5 with the command)."""
-    projector, path = projector_for(settings, choice)
-    if path is None:
-        if not _may_download(term, choice, settings.pull, projector):
-            raise projector_not_downloaded(choice, projector)
-        path = fetch(term, choice.model, projector)
-    return path
+def ready(term: Terminal, settings: Settings, planned: Plan) -> Plan:
+    """The plan with every file on disk: what is missing is asked for once (a question on a
+    terminal, --pull in a script, else exit 5 naming the command) and fetched."""
+    missing = planned.missing()
+    if missing and not _may_download(term, planned.choice.model, missing, settings.pull):
+        raise planned.not_downloaded()
+    for file in missing:
+        planned = planned.with_file(file, fetch(term, planned.choice.model, file))
+    return planned
 
 
 def ensure_vision(term: Terminal, settings: Settings, loaded: Loaded) -> None:
     """Give a loaded model its projector, the first time an image is used (chat)."""
-    if loaded.engine.vision is not None:
+    if loaded.engine.can_see:
         return
-    path = projector_path(term, settings, loaded.choice)
+    projector, path = projector_for(settings, loaded.choice)
+    if path is None:
+        planned = Plan(loaded.choice, loaded.label, loaded.engine.path, projector)
+        path = ready(term, settings, planned).mmproj
     with term.loading("Loading the vision projector"):
         loaded.engine.attach_projector(path)
 
 
-def open_model_or_server(
-    term: Terminal, settings: Settings, server: str | None, use: bool, vision: bool = False
-) -> Loaded:
-    """A running `qwenlocal serve` of the same model file if there is one (see client.py), else the
-    model loaded here. `server`: its URL (--server); `use`: False for --no-server. Images are
-    read here: the server takes text."""
-    if use and not vision:
-        choice, path, label = plan(settings)
-        if path is not None:
-            from ..engine.remote import RemoteEngine, find
-            from ..models import catalog
+def _served(planned: Plan, url: str | None) -> Loaded | None:
+    from ..engine.remote import RemoteEngine, find
+    from ..models.catalog import load as catalog
 
-            connection = find(server, path)
-            if connection is not None:
-                spec = catalog.load().models.get(connection.spec or "")
-                return Loaded(RemoteEngine(connection), choice, spec, f"{label} (server)")  # type: ignore[arg-type]
-    return open_model(term, settings, vision)
+    connection = find(url, planned.path)
+    if connection is None:
+        return None
+    spec = catalog().models.get(connection.spec or "")
+    return Loaded(RemoteEngine(connection, planned.path), planned.choice, spec, f"{planned.label} (server)")
 
 
-def locate(term: Terminal, settings: Settings, vision: bool = False) -> tuple[Choice, Path, str, Path | None]:
-    """What to load, its file and (with `vision`) its projector's, downloaded first if need be
-    (and allowed). The projector is asked for first: `pull SIZE --vision`, which its refusal
-    names, fetches the model too."""
-    choice, path, label = plan(settings, vision=vision)
-    mmproj = projector_path(term, settings, choice) if vision else None
-    if path is None:
-        if not _may_download(term, choice, settings.pull):
-            raise not_downloaded(choice)
-        path = fetch(term, choice.model, choice.quant)
-    return choice, path, label, mmproj
+def _may_download(term: Terminal, spec: ModelSpec, files: list[QuantFile], allow: bool) -> bool:
+    """First use of a model: --pull downloads it; on a terminal the user is asked, once."""
+    from ..models.store import offline
 
-
-def _may_download(term: Terminal, choice, allow: bool, quant=None) -> bool:
-    """First use of a model: --pull downloads it; on a terminal the user is asked."""
-    from ..models import download
-
-    if allow or not term.can_ask or download.offline():
+    if allow or not term.can_ask or offline():
         return allow
-    quant = quant or choice.quant
-    what = "its vision projector" if quant.quant == "MMPROJ" else quant.quant
-    question = (
-        f"{choice.model.display} {what} ({quant.bytes / 1e9:.1f} GB) is not downloaded. Download it now?"
+    what = " and ".join("its vision projector" if f.quant == "MMPROJ" else f.quant for f in files)
+    size = sum(f.bytes for f in files) / 1e9
+    verb = "is" if len(files) == 1 else "are"
+    pronoun = "it" if len(files) == 1 else "them"
+    return term.confirm(
+        f"{spec.display} {what} ({size:.1f} GB) {verb} not downloaded. Download {pronoun} now?", default=True
     )
-    return term.confirm(question, default=True)
 
 
 def fetch(term: Terminal, spec: ModelSpec, quant: QuantFile) -> Path:
     """Download a catalog file (or an alternate publisher's copy if the default is gone)."""
-    from ..models import download
+    from ..models import download, store
 
-    local = download.find_local(spec, quant)
+    local = store.find_local(spec, quant)
     if local:
         return local
     last: QwenlocalError | None = None
-    for candidate in download.sources(spec, quant):
+    for candidate in store.sources(spec, quant):
         progress = term.progress(f"{candidate.repo}/{candidate.file}")
         verify = term.progress(f"verifying {candidate.file}", plain_every=30.0)
         try:

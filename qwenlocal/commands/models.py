@@ -1,4 +1,4 @@
-"""`qwenlocal pull`, `list`, `rm` and `show`: the models on disk (the data comes from `cache`)."""
+"""`qwenlocal pull`, `list`, `rm` and `show`: the models on disk (the data comes from `models/store.py`)."""
 
 from __future__ import annotations
 
@@ -85,8 +85,7 @@ def rm(
     json: Json = None,
 ) -> None:
     """Remove downloaded (or partial) model files from the cache and free the space."""
-    from ..models import download
-    from ..models.store import matching
+    from ..models.store import matching, remove
 
     term = terminal(context)
     json = settings(json=json).json
@@ -107,7 +106,7 @@ def rm(
         if not term.confirm(f"Remove {names} and free {total / 1e9:.2f} GB?", default=False):
             term.warn("nothing removed")
             return
-    freed = sum(download.remove(r["repo"], r["file"]) for r in rows)
+    freed = sum(remove(r["repo"], r["file"]) for r in rows)
     if json:
         term.write(json_mod.dumps({"removed": [r["name"] for r in rows], "freed_bytes": freed}) + "\n")
     else:

@@ -159,16 +159,15 @@ def answer(
 ) -> None:
     """`server` (--server URL) and `use_server` (False: --no-server): see client.py. `structure`:
     the answer must be JSON of it (--schema, --json-object), held back until it validates."""
-    from ..engine.remote import RemoteEngine
     from ..models.sizing import size_run
-    from .loading import open_model_or_server
+    from .loading import open_model
 
     content, material = read_input(term, settings, prompt, list(files))
-    loaded = open_model_or_server(term, settings, server, use_server, vision=not isinstance(content, str))
+    loaded = open_model(term, settings, not isinstance(content, str), server, use_server)
     messages, options = messages_for(settings, content), loaded.generate_options(settings)
     if structure is not None:
         options = replace(options, grammar=structure.grammar())
-    if not isinstance(loaded.engine, RemoteEngine):  # a server's context is the server's
+    if loaded.engine.can_resize:  # a server's context is the server's
         default, kv = loaded.engine.n_ctx, loaded.engine.kv_cache
         try:
             sized = size_run(loaded, settings, messages, options.think)

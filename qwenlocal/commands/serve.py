@@ -102,14 +102,15 @@ def serve(
     Examples: qwenlocal serve; qwenlocal serve -m 4b --ctx 32768;
     qwenlocal serve --host 0.0.0.0 --api-key "$KEY"
     """
+    from ..models.loader import plan
     from ..server.access import Access
     from ..server.main import Server, check_bind
-    from .loading import locate
+    from .loading import ready
 
     term = terminal(context)
     chosen = settings(**locals())  # the engine's settings among the parameters
     check_bind(host, api_key)
     access = Access.of(host, allow_origin or (), allow_host or ())
     vision = vision or mmproj is not None
-    *located, projector = locate(term, chosen, vision)
-    Server(term, chosen, tuple(located), host, port, api_key, max_queue, cache_ram, projector, access).run()
+    planned = ready(term, chosen, plan(chosen, vision=vision))
+    Server(term, chosen, planned, host, port, api_key, max_queue, cache_ram, access).run()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol
 
 from ..events import Event
@@ -50,11 +51,34 @@ def with_temperature(sampling: Sampling, temperature: float | None) -> Sampling:
 
 
 class Engine(Protocol):
-    """A loaded model that answers conversations. LlamaEngine is the real one; qwenlocal.testing's
-    FakeEngine replays scripted replies for loop logic."""
+    """A loaded model that answers conversations: LlamaEngine here, RemoteEngine through a running
+    `qwenlocal serve`; qwenlocal.testing's FakeEngine replays scripted replies for loop logic.
+    Callers ask its capabilities, never its class."""
 
+    path: Path  # the model file it answers with (a server's: the local file it serves)
     n_ctx: int  # the context size, in tokens
     max_ctx: int  # how far `grow` may take it
+    trained_ctx: int  # the context the model was trained for (0: unknown)
+    kv_cache: str  # the KV cache's type
+    can_resize: bool  # the context is this process's: `resize` fits it to a prompt, `grow` grows it
+    can_attach_projector: bool  # images can be read here once a projector is attached
+    can_see: bool  # a projector is attached
+
+    def resize(self, n_ctx: int, kv_cache: str | None = None) -> None:
+        """A context of `n_ctx` tokens (with `can_resize`)."""
+        ...
+
+    def count_tokens(self, messages: list[dict], think: bool, limit: int) -> int:
+        """The prompt's tokens without a context, counted up to `limit`."""
+        ...
+
+    def attach_projector(self, path: Path) -> None:
+        """Load the model's vision projector (with `can_attach_projector`)."""
+        ...
+
+    def keep_states(self, max_bytes: int) -> None:
+        """Keep other conversations' states, up to `max_bytes`, for clients taking turns."""
+        ...
 
     def grow(self, needed: int) -> int | None:
         """Grow the context to hold `needed` tokens, keeping what it holds; the new size, or None

@@ -8,7 +8,7 @@ free); without, at the first token. Two kinds:
 - `json_grammar(schema)`: the answer is JSON valid for the schema (None: any JSON object).
 - `call_grammar(tools, name)`: the answer is one tool call in Qwen's XML call format, of the named
   function (None: any of them), each parameter's value written as the agent's parser reads it
-  (agent/schema.py): plain text for a string, JSON of its schema for the other types.
+  (calltypes.py): plain text for a string, JSON of its schema for the other types.
 
 Four slips of the converter are mended (found by tests/test_schema.py): its `char` and its regex
 `.` allow raw control characters in a JSON string (and `.` even a bare `"` or `\\`), which JSON
@@ -24,9 +24,10 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from .toolcall import CALL_OPEN
+
 START = "qwenlocal-answer"  # the start rule this module adds; the converter never makes this name
 END_THINK = "</think>"
-CALL_OPEN = "<tool_call>"
 WS_AFTER_THINK = r"[ \t\n]{0,4}"  # the template's "\n\n" between </think> and the answer
 # JSON strings: no raw control character, quote or backslash (escapes are separate alternatives)
 _CHAR = r'char ::= [^"\\] | '
@@ -170,7 +171,7 @@ def _function_rule(converter, function: dict, k: int) -> str:
 def _value_rule(converter, schema: dict, rule: str) -> str:
     """A parameter's value as the parser reads it: text for a string (one of its `enum` or its
     `const` when it has them), else the converter's JSON for the schema."""
-    from ..agent.schema import types_of
+    from .calltypes import types_of
 
     types = types_of(converter._refs.get(schema.get("$ref"), schema) if "$ref" in schema else schema)
     if not types or "string" in types:

@@ -110,18 +110,32 @@ def fingerprint(path: Path) -> str:
 
 
 class RemoteEngine:  # an Engine (qwenlocal.engine.Engine)
-    vision = None  # images are read by a model loaded here (see the module's docstring)
+    """The server's model: its context is the size the server was started with, and it reads text
+    only (images are read by a model loaded here: see the module's docstring)."""
 
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
+    can_resize = can_attach_projector = can_see = False
+    kv_cache = ""  # the server's own
+    trained_ctx = 0
+
+    def __init__(self, connection: Connection, path: Path) -> None:
+        self.connection, self.path = connection, path
         self.n_ctx: int = getattr(connection, "n_ctx", 0)
         self.max_ctx = self.n_ctx
 
     def grow(self, needed: int) -> None:
-        return None  # the server's context is the size it was started with
+        return None
+
+    def resize(self, n_ctx: int, kv_cache: str | None = None) -> None:
+        raise NotImplementedError("a server's context is the server's")
 
     def attach_projector(self, path: Path) -> None:
-        pass  # the server reads text; `vision` stays None, so nothing is sent as an image
+        raise NotImplementedError("the server reads text: images are read by a model loaded here")
+
+    def keep_states(self, max_bytes: int) -> None:
+        pass  # the server keeps its own
+
+    def count_tokens(self, messages: list[dict], think: bool, limit: int) -> int:
+        return len(self.prompt_tokens(messages, think))
 
     def stream(
         self,

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..events import ReasoningDelta, TextDelta
+from .toolcall import CALL_OPEN
 
 END = "</think>"
-CALL = "<tool_call>"
 
 
 class ThinkSplitter:
@@ -24,7 +24,7 @@ class ThinkSplitter:
 
     def __init__(self, thinking: bool, tools: bool = False) -> None:
         self.in_reasoning = thinking
-        self._ends = (END, CALL) if tools else (END,)
+        self._ends = (END, CALL_OPEN) if tools else (END,)
         self._pending = ""
         self._answer_started = False
         self.reasoning = ""

@@ -26,11 +26,14 @@ import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ExitCode, QwenlocalError
-from ..images import Image
 from . import llamacpp
 from .template import Piece, overflow
+
+if TYPE_CHECKING:
+    from ..images import Image
 
 IMAGE_PAD = "<|image_pad|>"
 _logging = False
@@ -47,6 +50,22 @@ def mtmd_lib():
         mtmd_cpp.mtmd_helper_log_set(llamacpp._log_callback, ctypes.c_void_p(0))
         _logging = True
     return mtmd_cpp
+
+
+def decoded_size(data: bytes) -> tuple[int, int] | None:
+    """The image's size as libmtmd's own decoder (stb_image) reads it in full, or None when it
+    cannot: images.load asks, so that a file the engine would fail on is refused up front."""
+    mtmd = mtmd_lib()
+    buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+    # a placeholder bitmap: decoded in full (so a corrupt file fails here) but not kept; without a
+    # context libmtmd only takes its image path, which images.load's format check guarantees
+    bitmap = mtmd.mtmd_helper_bitmap_init_from_buf(None, buf, len(data), True)
+    if not bitmap:
+        return None
+    try:
+        return mtmd.mtmd_bitmap_get_nx(bitmap), mtmd.mtmd_bitmap_get_ny(bitmap)
+    finally:
+        mtmd.mtmd_bitmap_free(bitmap)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The model catalog (models.toml) as typed data, and name resolution.
 
-`resolve("4b")`, `resolve("9b:q8_0")`, `resolve("qwen3.5-2b")` give a catalog target;
-`resolve("./file.gguf")` gives a file target. Unknown names raise an error listing the valid ones.
+`resolve("4b")`, `resolve("9b:q8_0")`, `resolve("qwen3.5-2b")` and `resolve("2b:mmproj")` (its
+vision projector) give a catalog target; `resolve("./file.gguf")` gives a file target. Unknown
+names raise an error listing the valid ones. `resolve` is the one place a model name is read.
 """
 
 from __future__ import annotations
@@ -80,10 +81,22 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class CatalogTarget:
-    """A catalog model, with the quantization the user asked for (None: let the picker choose)."""
+    """A catalog model, with the quantization the user asked for (None: let the picker choose;
+    "MMPROJ": its vision projector, named `SIZE:mmproj`)."""
 
     spec: ModelSpec
     quant: str | None = None
+
+    @property
+    def file(self) -> QuantFile | None:
+        """The one file named, or None when the name leaves the quantization to the pick."""
+        if self.quant == "MMPROJ":
+            return self.spec.projector
+        return self.spec.quant(self.quant) if self.quant else None
+
+    @property
+    def name(self) -> str:
+        return self.spec.aliases[0] + (f":{self.quant.lower()}" if self.quant else "")
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,8 @@ class Catalog:
         spec = table.get(base)
         if spec is None:
             raise self.unknown(name)
+        if quant == "mmproj" and spec.projector is not None:
+            return CatalogTarget(spec, "MMPROJ")
         if quant:
             return CatalogTarget(spec, spec.quant(quant).quant)
         return CatalogTarget(spec)
@@ -222,6 +237,12 @@ def load() -> Catalog:
         return bundled()
     data, names = layer
     return parse(data, user=names)
+
+
+def resolve(name: str | None) -> Target | None:
+    """What a model name means, in the catalog with the user's entries; None for no name (the pick
+    chooses). '' is a name too (an unknown one)."""
+    return None if name is None else load().resolve(name)
 
 
 def spec_for_embedding(n_embd: int) -> ModelSpec | None:

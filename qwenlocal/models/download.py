@@ -1,4 +1,5 @@
-"""Model files in the Hugging Face cache: find, download (resumable, verified), list, remove.
+"""Downloading a model file into the Hugging Face cache: resumable, verified (finding, listing
+and removing what is there is store.py's).
 
 Files go into the standard HF cache layout (`models--org--repo/blobs/<sha256>` with a
 `snapshots/<commit>/<file>` link), so other tools share them; HF_HOME, HF_HUB_CACHE, HF_ENDPOINT,
@@ -16,106 +17,25 @@ nothing half-written is ever used as a model.
 from __future__ import annotations
 
 import errno
-import hashlib
-import json
 import os
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ExitCode, QwenlocalError
-from .catalog import ModelSpec, QuantFile
+from .catalog import QuantFile
+from .store import (
+    Progress,
+    _forget_partial,
+    _read_index,
+    _write_index,
+    cached_path,
+    hub_cache,
+    offline,
+    repo_dir,
+    sha256,
+)
 
 REVISION = "main"
-# (bytes done, total); called first with where the work starts (the bytes a resumed download kept)
-Progress = Callable[[int, int], None]
-
-
-def hub_cache() -> Path:
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
-
-
-def repo_dir(repo: str) -> Path:
-    return hub_cache() / ("models--" + repo.replace("/", "--"))
-
-
-def offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)
-
-
-def cached_path(quant: QuantFile) -> Path | None:
-    """The complete file in the HF cache, or None. Partial downloads are never returned."""
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(repo_id=quant.repo, filename=quant.file)
-    return Path(found) if isinstance(found, str) and Path(found).is_file() else None
-
-
-def sources(model: ModelSpec, quant: QuantFile) -> list[QuantFile]:
-    """The default source first, then the same quantization (or projector) from other publishers."""
-    if quant.quant == "MMPROJ":
-        return [quant] + [p for p in model.projectors if p != quant]
-    return [quant] + [alt for alt in model.alternates if alt.quant == quant.quant]
-
-
-def find_local(model: ModelSpec, quant: QuantFile) -> Path | None:
-    for candidate in sources(model, quant):
-        path = cached_path(candidate)
-        if path is not None:
-            return path
-    return None
-
-
-# -- partial downloads ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Partial:
-    repo: str
-    file: str
-    path: Path
-    have: int
-    size: int
-
-
-def _partials_index() -> Path:
-    return hub_cache() / ".qwenlocal-partials.json"
-
-
-def _read_index() -> dict[str, dict]:
-    try:
-        return json.loads(_partials_index().read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_index(index: dict[str, dict]) -> None:
-    path = _partials_index()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(index, indent=1))
-    os.replace(tmp, path)
-
-
-def partials() -> list[Partial]:
-    """Interrupted downloads that the next `pull` resumes (and `rm` removes)."""
-    out = []
-    for entry in _read_index().values():
-        path = Path(entry["path"])
-        if path.is_file():
-            out.append(Partial(entry["repo"], entry["file"], path, path.stat().st_size, entry["size"]))
-    return out
-
-
-def _forget_partial(path: Path) -> None:
-    index = _read_index()
-    if index.pop(str(path), None) is not None:
-        _write_index(index)
 
 
 # -- pull -------------------------------------------------------------------------------------
@@ -217,21 +137,6 @@ def offline_error(quant: QuantFile) -> QwenlocalError:
         hint="connect and run `qwenlocal pull` without --offline (unset HF_HUB_OFFLINE)",
         code=ExitCode.OFFLINE,
     )
-
-
-def sha256(path: Path, progress: Progress | None = None) -> str:
-    digest = hashlib.sha256()
-    size = path.stat().st_size
-    done = 0
-    if progress:
-        progress(0, size)
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-            done += len(chunk)
-            if progress:
-                progress(done, size)
-    return digest.hexdigest()
 
 
 def _check_space(directory: Path, needed: int) -> None:
@@ -357,56 +262,3 @@ def _verify(quant: QuantFile, meta, partial: Path, verifying: Progress | None) -
             hint="run the same command to download it again",
             code=ExitCode.CHECKSUM,
         )
-
-
-# -- list and remove --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LocalFile:
-    repo: str
-    file: str
-    path: Path
-    size: int
-
-
-def local_files() -> list[LocalFile]:
-    """Every complete GGUF in the HF cache (whoever downloaded it)."""
-    out = []
-    root = hub_cache()
-    if not root.is_dir():
-        return out
-    for repo in sorted(root.glob("models--*")):
-        name = repo.name.removeprefix("models--").replace("--", "/")
-        seen = set()
-        for pointer in sorted(repo.glob("snapshots/*/**/*.gguf")):
-            rel = str(pointer.relative_to(next(p for p in pointer.parents if p.parent.name == "snapshots")))
-            if rel in seen or not pointer.exists():
-                continue
-            seen.add(rel)
-            out.append(LocalFile(name, rel, pointer, pointer.stat().st_size))
-    return out
-
-
-def remove(repo: str, filename: str) -> int:
-    """Remove a file (all its snapshot links, its blob if unused, and any partial). Bytes freed."""
-    folder = repo_dir(repo)
-    freed = 0
-    blobs: set[Path] = set()
-    for pointer in folder.glob(f"snapshots/*/{filename}"):
-        if pointer.is_symlink():
-            blobs.add(pointer.resolve())
-        else:
-            freed += pointer.stat().st_size
-        pointer.unlink()
-    still_used = {p.resolve() for p in folder.glob("snapshots/**/*") if p.is_symlink()}
-    for blob in blobs - still_used:
-        if blob.exists():
-            freed += blob.stat().st_size
-            blob.unlink()
-    for part in partials():
-        if part.repo == repo and part.file == filename:
-            freed += part.have
-            part.path.unlink(missing_ok=True)
-            _forget_partial(part.path)
-    return freed

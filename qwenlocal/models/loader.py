@@ -1,22 +1,24 @@
 """From settings to a loaded engine: resolve the name, pick the fit, find the file, load it.
 
-`run`, `chat` and `agent` all start here: `plan` says what to load and where it is on disk (or
-that it is not downloaded); the command decides whether to download it (commands/loading.py);
-`load` loads it. Nothing here asks or prints: warnings come back in `Loaded.warnings`.
+`run`, `chat`, `agent` and `serve` all start here: `plan` says what to load and where each file is
+(on disk, or the catalog file still to fetch); the command decides whether to download what is
+missing (commands/loading.py); `load` loads it. Nothing here asks or prints: warnings come back in
+`Loaded.warnings`.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..config import Settings, state_dir, state_limit
-from ..engine import GenerateOptions, LlamaEngine, LoadOptions, check_gguf, with_temperature
+from ..engine import Engine, GenerateOptions, LlamaEngine, LoadOptions, check_gguf, with_temperature
 from ..errors import ExitCode, QwenlocalError
 from . import catalog as catalog_mod
-from .catalog import CatalogTarget, FileTarget, ModelSpec, QuantFile, Sampling
+from .catalog import FileTarget, ModelSpec, QuantFile, Sampling
 from .hardware import Choice, Hardware, Want, detect, image_tokens_for, pick
+from .store import find_local, not_downloaded
 
 # Defaults for a GGUF that is not one of the four catalog sizes.
 _GENERIC_SAMPLING = Sampling(0.7, 0.8, 20, 0.0, 1.5, 1.0)
@@ -24,7 +26,7 @@ _GENERIC_SAMPLING = Sampling(0.7, 0.8, 20, 0.0, 1.5, 1.0)
 
 @dataclass
 class Loaded:
-    engine: LlamaEngine
+    engine: Engine
     choice: Choice
     spec: ModelSpec | None  # the catalog model this file is, when known
     label: str
@@ -70,14 +72,47 @@ def file_spec(path: Path) -> ModelSpec:
     )
 
 
-def plan(
-    settings: Settings, hw: Hardware | None = None, vision: bool = False
-) -> tuple[Choice, Path | None, str]:
-    """The choice for these settings and the local file for it (None: not downloaded). With
-    `vision`, the pick counts a projector's memory too (see `projector_for`)."""
+@dataclass(frozen=True)
+class Plan:
+    """What to load: the pick's choice, and the model (with images, its projector too) each as a
+    path on disk or the catalog file still to fetch."""
+
+    choice: Choice
+    label: str
+    model: Path | QuantFile
+    projector: Path | QuantFile | None = None
+
+    def missing(self) -> list[QuantFile]:
+        """The catalog files still to fetch, the projector first (`pull SIZE --vision`, which its
+        refusal names, fetches the model too)."""
+        return [f for f in (self.projector, self.model) if isinstance(f, QuantFile)]
+
+    def with_file(self, file: QuantFile, path: Path) -> Plan:
+        """This plan with `file` fetched to `path`."""
+        if file == self.projector:
+            return replace(self, projector=path)
+        return replace(self, model=path)
+
+    @property
+    def path(self) -> Path:
+        """The model file on disk (the plan must have nothing missing)."""
+        assert isinstance(self.model, Path), self.missing()
+        return self.model
+
+    @property
+    def mmproj(self) -> Path | None:
+        assert not isinstance(self.projector, QuantFile), self.missing()
+        return self.projector
+
+    def not_downloaded(self) -> QwenlocalError:
+        return not_downloaded(self.choice.model, self.missing())
+
+
+def plan(settings: Settings, hw: Hardware | None = None, vision: bool = False) -> Plan:
+    """The choice for these settings and where its files are. With `vision`, the pick counts a
+    projector's memory too, and the plan has the projector (see `projector_for`)."""
     cat = catalog_mod.load()
-    # '' is a name too (an unknown one), not "no name": only None leaves the model to the pick
-    target = cat.resolve(settings.model) if settings.model is not None else None
+    target = catalog_mod.resolve(settings.model)
     hw = hw or detect()
     want = dict(
         n_ctx=settings.ctx,
@@ -92,14 +127,22 @@ def plan(
         check_gguf(target.path)
         choice = pick(hw, cat, Want(model=file_spec(target.path), quant="FILE", **want))
         _check_fits(choice, settings, named=True)
-        return choice, target.path, str(target.path)
-    assert target is None or isinstance(target, CatalogTarget)
-    choice = pick(hw, cat, Want(model=target and target.spec, quant=target and target.quant, **want))
-    _check_fits(choice, settings, named=target is not None)
-    from .download import find_local
-
-    label = f"{choice.model.name}:{choice.quant.quant.lower()}"
-    return choice, find_local(choice.model, choice.quant), label
+        found: Plan = Plan(choice, str(target.path), target.path)
+    else:
+        if target is not None and target.quant == "MMPROJ":
+            raise QwenlocalError(
+                f"{settings.model} is {target.spec.display}'s vision projector, not a model to run",
+                hint=f"name the model ({target.spec.aliases[0]}); its projector is loaded for images",
+                code=ExitCode.UNKNOWN_MODEL,
+            )
+        choice = pick(hw, cat, Want(model=target and target.spec, quant=target and target.quant, **want))
+        _check_fits(choice, settings, named=target is not None)
+        label = f"{choice.model.name}:{choice.quant.quant.lower()}"
+        found = Plan(choice, label, find_local(choice.model, choice.quant) or choice.quant)
+    if not vision:
+        return found
+    projector, path = projector_for(settings, choice)
+    return replace(found, projector=path or projector)
 
 
 def _check_fits(choice: Choice, settings: Settings, named: bool) -> None:
@@ -123,17 +166,6 @@ def _check_fits(choice: Choice, settings: Settings, named: bool) -> None:
     )
 
 
-def not_downloaded(choice: Choice) -> QwenlocalError:
-    """The error for a catalog model that is not in the cache, naming the command to get it."""
-    spec, quant = choice.model, choice.quant
-    label = f"{spec.aliases[0]}:{quant.quant.lower()}"
-    return QwenlocalError(
-        f"{spec.display} {quant.quant} is not downloaded yet ({quant.bytes / 1e9:.1f} GB)",
-        hint=f"run `qwenlocal pull {label}`, or add --pull",
-        code=ExitCode.NOT_DOWNLOADED,
-    )
-
-
 def projector_for(settings: Settings, choice: Choice) -> tuple[QuantFile | None, Path | None]:
     """The projector to load with this model: (its catalog file or None, its local path or None).
 
@@ -149,27 +181,17 @@ def projector_for(settings: Settings, choice: Choice) -> tuple[QuantFile | None,
             hint="give the model's projector GGUF (its mmproj file) with --mmproj PATH",
             code=ExitCode.USAGE,
         )
-    from .download import find_local
-
     return choice.model.projector, find_local(choice.model, choice.model.projector)
-
-
-def projector_not_downloaded(choice: Choice, projector: QuantFile) -> QwenlocalError:
-    """The error for a projector that is not in the cache, naming the command to get it."""
-    return QwenlocalError(
-        f"{choice.model.display} needs its vision projector to read images, and it is not downloaded "
-        f"yet ({projector.bytes / 1e6:.0f} MB)",
-        hint=f"run `qwenlocal pull {choice.model.aliases[0]} --vision`, or add --pull",
-        code=ExitCode.NOT_DOWNLOADED,
-    )
 
 
 def image_tokens(settings: Settings, choice: Choice) -> int:
     return settings.image_tokens or image_tokens_for(choice.n_gpu_layers)
 
 
-def load(settings: Settings, choice: Choice, path: Path, label: str, mmproj: Path | None = None) -> Loaded:
-    """Load the planned file; what the user should know comes back in `Loaded.warnings`."""
+def load(settings: Settings, planned: Plan) -> Loaded:
+    """Load the planned files (all on disk); what the user should know comes back in
+    `Loaded.warnings`."""
+    choice, path, label, mmproj = planned.choice, planned.path, planned.label, planned.mmproj
     warnings = [] if choice.fits else [f"this may not fit in memory: {choice.reason}"]
     threads = settings.threads or choice.n_threads
     usable = 2 * (os.cpu_count() or 1)  # more threads than this only slows llama.cpp down

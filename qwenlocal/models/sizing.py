@@ -49,7 +49,7 @@ def size_run(loaded: Loaded, settings: Settings, messages: list[dict], think: bo
     if settings.ctx is not None:  # the user's size stands; the engine refuses what does not fit
         return None
     engine, choice = loaded.engine, loaded.choice
-    spec, train = choice.model, engine.model.n_ctx_train or choice.model.context_length
+    spec, train = choice.model, engine.trained_ctx or choice.model.context_length
     reserve = settings.max_tokens or ANSWER_RESERVE
     kv = choice.kv_cache
     largest = min(choice.max_ctx, train)

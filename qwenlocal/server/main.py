@@ -8,15 +8,14 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..errors import ExitCode, QwenlocalError
-from ..models.hardware import Choice
 from ..terminal import Terminal
 
 if TYPE_CHECKING:
+    from ..models.loader import Plan
     from .access import Access
 
 DEFAULT_PORT = 11435  # beside Ollama's 11434
@@ -79,13 +78,12 @@ class Server:
         self,
         term: Terminal,
         settings: Settings,
-        located: tuple[Choice, Path, str],
+        planned: Plan,
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
         api_key: str | None = None,
         max_queue: int = 8,
         cache_mib: int = 1024,
-        mmproj: Path | None = None,
         access: Access | None = None,
     ) -> None:
         import uvicorn
@@ -94,8 +92,8 @@ class Server:
         from .app import ServerState, build_app
         from .worker import Worker
 
-        self.term, self.located, self.cache_mib, self.mmproj = term, located, cache_mib, mmproj
-        _, path, label = located
+        self.term, self.planned, self.cache_mib = term, planned, cache_mib
+        path, label = planned.path, planned.label
         access = access or Access.of(host)
         self.socket = bind(host, port)
         self.host, self.port = host, self.socket.getsockname()[1]
@@ -119,9 +117,8 @@ class Server:
     def _load(self) -> None:
         from ..models.loader import load
 
-        choice, path, label = self.located
         try:
-            loaded = load(self.state.settings, choice, path, label, self.mmproj)
+            loaded = load(self.state.settings, self.planned)
         except QwenlocalError as error:
             self.failed.append(error)
             self.uvicorn.should_exit = True
@@ -129,15 +126,12 @@ class Server:
         for message in loaded.warnings:
             self.term.warn(message)
         if self.cache_mib:
-            from ..engine.promptcache import PromptCache
-
-            cache, model = loaded.engine.cache, loaded.engine.model  # `cache` creates the context
-            cache.stash = PromptCache(model.lib, model.ctx, self.cache_mib << 20)
+            loaded.engine.keep_states(self.cache_mib << 20)
         self.state.loaded = loaded
-        self.term.warn(f"ready: {label}, a context of {loaded.engine.n_ctx} tokens")
+        self.term.warn(f"ready: {loaded.label}, a context of {loaded.engine.n_ctx} tokens")
 
     def run(self) -> None:
-        label = self.located[2]
+        label = self.planned.label
         self.term.warn(f"serving {label} on {self.url}/v1 (loading the model; Ctrl-C stops)")
         try:
             self.uvicorn.run(sockets=[self.socket])

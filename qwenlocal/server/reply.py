@@ -11,11 +11,9 @@ import json
 import secrets
 import time
 
-from ..agent.parse import ToolCall, parse
 from ..engine.thinking import partial_suffix
+from ..engine.toolcall import MARKERS, ToolCall, parse
 from ..events import Done, Event, ReasoningDelta, Stats, TextDelta
-
-MARKERS = ("<tool_call>", "<function=")
 
 
 class Assembler:

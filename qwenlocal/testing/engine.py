@@ -7,6 +7,7 @@ the GGUFs of `qwenlocal.testing.ggufs`; this one only replays text and records w
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from ..engine import GenerateOptions
 from ..errors import ExitCode, QwenlocalError
@@ -18,6 +19,11 @@ class FakeEngine:  # an Engine (qwenlocal.engine.Engine)
     it was shown in `seen` and the tools offered in `tools_seen`.
 
     `expect_tools`: tool names every call must offer (an AssertionError otherwise)."""
+
+    can_resize = can_attach_projector = can_see = False
+    path = Path("fake.gguf")
+    kv_cache = "f16"
+    trained_ctx = 0
 
     def __init__(
         self, replies: Iterable[str], expect_tools: Iterable[str] = (), n_ctx: int = 32768, max_ctx: int = 0
@@ -67,6 +73,18 @@ class FakeEngine:  # an Engine (qwenlocal.engine.Engine)
         if len(tokens) >= self.n_ctx:
             raise QwenlocalError(f"the prompt is {len(tokens)} tokens", code=ExitCode.CONTEXT_OVERFLOW)
         return tokens
+
+    def count_tokens(self, messages: list[dict], think: bool, limit: int) -> int:
+        return len(self.render(messages, think).split())
+
+    def resize(self, n_ctx: int, kv_cache: str | None = None) -> None:
+        raise NotImplementedError
+
+    def attach_projector(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def keep_states(self, max_bytes: int) -> None:
+        pass
 
     def close(self) -> None:
         self.closed = True

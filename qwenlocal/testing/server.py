@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -51,8 +52,10 @@ def serving(
     chosen = Settings(model=str(model), ctx=ctx, **settings)
     term = Terminal(io.StringIO(), io.StringIO(), io.StringIO())
     access = Access.of("127.0.0.1", allow_origins, allow_hosts)
-    located = plan(chosen)
-    server = Server(term, chosen, located, "127.0.0.1", 0, api_key, max_queue, cache_mib, mmproj, access)
+    planned = plan(chosen)
+    if mmproj is not None:
+        planned = replace(planned, projector=mmproj)
+    server = Server(term, chosen, planned, "127.0.0.1", 0, api_key, max_queue, cache_mib, access)
     if not ready:
         server.state.load = None
     thread = threading.Thread(target=server.run, name="qwenlocal-test-server", daemon=True)

@@ -1,4 +1,6 @@
-"""Parse Qwen3.5's tool calls out of a reply, typed by the tools' JSON schemas.
+"""Qwen3.5's tool-call format, in one place: its markers, and the parser that reads calls out of a
+reply, typed by the tools' JSON schemas (calltypes.py). The agent, its view, the engine's
+reasoning rules and grammars, and the server all take the format from here.
 
 The chat template asks for (Qwen3-Coder's XML format):
 
@@ -30,7 +32,7 @@ silently lose work:
   closed (`</parameter1>`, `</parameter_function>`, `</parameter`) is dropped, as SGLang does; a
   missing `</function>` or `</tool_call>` is tolerated.
 - A call without its `<tool_call>` opener is read (vLLM and SGLang do), several in a row too;
-  Python literals (`True`, `None`, `{'a': 1}`) are read for typed parameters (schema.py); the JSON form
+  Python literals (`True`, `None`, `{'a': 1}`) are read for typed parameters (calltypes.py); the JSON form
   (`<tool_call>{"name": ..., "arguments": {...}}</tool_call>`) older Qwen models use is read too.
 - One unreadable block does not discard the calls beside it: `Parsed.error` reports it while the
   others run. The text around the calls (before, between, after) is kept as the reply's text.
@@ -44,7 +46,11 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import NamedTuple
 
-from .schema import ParamTypes, decode, param_types
+from .calltypes import ParamTypes, decode, param_types
+
+CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
+FUNCTION_OPEN = "<function="
+MARKERS = (CALL_OPEN, FUNCTION_OPEN)  # where a call starts (its opener is sometimes left out)
 
 FORMAT_REMINDER = (
     "Call a tool exactly like this, with nothing after it:\n"
