@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ MAX_THREADS = 512
 MAX_CTX = 262144
 MIN_CTX = 256  # below this even a short prompt and its template do not fit
 KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")  # llama.cpp's K/V cache types that qwenlocal offers
+DEFAULT_PORT = 11435  # `serve`'s, beside Ollama's 11434; `run` and `chat` look for a server there
 
 
 def _bounds(low: float | None = None, high: float | None = None):
@@ -114,8 +116,14 @@ class Settings:
 _FIELDS = {f.name: f for f in fields(Settings) if f.name != "sources"}
 _NAMES = list(_FIELDS)
 SETTING_NAMES = frozenset(_NAMES)
-_KINDS = {"bool": bool, "int": int, "float": float, "str": str}
-_KIND = {n: _KINDS[str(f.type).split("|")[0].strip()] for n, f in _FIELDS.items()}
+
+
+def _kind(hint: Any) -> type:
+    """A setting's type from its hint: `int`, or `int | None` (an unset default)."""
+    return next(t for t in (typing.get_args(hint) or (hint,)) if t is not type(None))
+
+
+_KIND = {n: _kind(hint) for n, hint in typing.get_type_hints(Settings).items() if n in _FIELDS}
 _WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
 
 

@@ -243,24 +243,3 @@ def attached(refs: list[dict], text: str) -> str | list[dict]:
             pictures.append(image)
     note = "".join(f"[image {path} is no longer available]\n" for path in missing)
     return with_images(note + text, pictures)
-
-
-def attach(text: str) -> list[Image]:
-    """The images among a chat message's `@path` words (exit 7 for a bad one: the message is
-    then not sent, so the model never answers without an image the user gave)."""
-    found = []
-    for word in text.split():
-        if not word.startswith("@") or len(word) < 2:
-            continue
-        path = Path(word[1:].rstrip(".,;:!?")).expanduser()
-        if path.is_file() and _head_is_image(path):
-            found.append(read(path))
-    return found
-
-
-def _head_is_image(path: Path) -> bool:
-    try:
-        with path.open("rb") as f:
-            return is_image(f.read(4096))
-    except OSError:
-        return False

@@ -20,6 +20,7 @@ from .errors import ExitCode, QwenlocalError
 from .events import Done, Event, ReasoningDelta, TextDelta
 
 if TYPE_CHECKING:  # the loader imports the engine: not at start-up
+    from .images import Image
     from .models.loader import Loaded
 
 MAX_ATTACH = 200_000  # characters of one attached file
@@ -127,12 +128,14 @@ class ChatSession:
         )
 
 
-def attach_files(text: str) -> tuple[str, list[str]]:
-    """`@path` words become the file's text, appended to the message. Returns the message and
-    what the user should be told (attached, cut short, not attached)."""
-    from .images import is_image
+def attach(text: str) -> tuple[str, list[Image], list[str]]:
+    """A chat message's `@path` words, read once: a text file's text is appended to the message,
+    an image is shown to the model (exit 7 for a bad one: the message is then not sent, so the
+    model never answers without an image the user gave). Returns the message, the images and what
+    the user should be told (attached, cut short, not attached)."""
+    from .images import is_image, read
 
-    attachments, notes = [], []
+    attachments, pictures, notes = [], [], []
     for word in text.split():
         if not word.startswith("@") or len(word) < 2:
             continue
@@ -140,7 +143,8 @@ def attach_files(text: str) -> tuple[str, list[str]]:
         if not path.is_file():
             continue
         data, cut = _start_of(path)
-        if data is not None and is_image(data):  # images are attached as images (images.attach)
+        if data is not None and is_image(data):
+            pictures.append(read(path))
             continue
         content = _text(data, final=not cut)
         if content is None:
@@ -151,7 +155,7 @@ def attach_files(text: str) -> tuple[str, list[str]]:
             content = content[:MAX_ATTACH]
         attachments.append(f"File {path}:\n```\n{content.rstrip()}\n```")
         notes.append(f"attached {path} ({len(content):,} characters)")
-    return ("\n\n".join([text, *attachments]) if attachments else text), notes
+    return ("\n\n".join([text, *attachments]) if attachments else text), pictures, notes
 
 
 def _start_of(path: Path) -> tuple[bytes | None, bool]:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from .errors import QwenlocalError
     from .events import Stats
+    from .prompt_input import StdinRead
     from .render import DownloadProgress, Renderer, Spinner
 
 
@@ -63,6 +64,13 @@ class Terminal:
     def can_ask(self) -> bool:
         """Questions (download? remove? allow this tool?) are asked on stderr and read from stdin."""
         return self.is_tty(self.stdin) and self.is_tty(self.stderr)
+
+    def read_stdin(self, timeout: float) -> StdinRead:
+        """Piped stdin, read whole (bounded): nothing from a TTY, or after `timeout` seconds of
+        silence (see prompt_input.read_stdin)."""
+        from .prompt_input import read_stdin
+
+        return read_stdin(timeout, getattr(self.stdin, "buffer", None))
 
     def shows_reasoning(self, setting: bool | None) -> bool:
         """--show-reasoning/--hide-reasoning, or by default on a TTY only."""

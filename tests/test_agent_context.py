@@ -188,6 +188,7 @@ def reading_model(tmp_path_factory):
     return ggufs.write_scripted(path, {"\n\n": call("read_file", path="part0.txt")})
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_each_step_evaluates_only_its_new_tokens_until_a_shortening(reading_model, project):
     # each result is ~2,000 characters, ~1,700 of Qwen's tokens (its digits are a token each):
     # the fourth step no longer fits 7K tokens with room for a reply

@@ -68,12 +68,14 @@ def test_read_a_file_then_answer(cli, project, model):
     assert "return a + b" in results(result)[0]["result"]
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_thinking_model_calls_tools_too(cli, project, model):
     result = run_agent(cli, project, model(call("list_files"), think=True), "list", think=True)
     assert result.returncode == 0 and result.stdout.decode() == ANSWER + "\n"
     assert "utils.py" in results(result)[0]["result"]
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_edit_shows_the_diff_and_can_be_undone(cli, project, model):
     edit = call(
         "edit_file",
@@ -90,6 +92,7 @@ def test_edit_shows_the_diff_and_can_be_undone(cli, project, model):
     assert (project / "utils.py").read_text() == "def add(a, b):\n    return a + b\n"
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_shell_command(cli, project, model):
     result = run_agent(
         cli, project, model(call("run_shell", command="python3 -c 'print(6 * 7)'; ls")), "--yes", "x"
@@ -99,6 +102,7 @@ def test_shell_command(cli, project, model):
     assert "42" in observation and "utils.py" in observation and "[exit code 0]" in observation
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 @pytest.mark.parametrize("path", ["../secret.txt", "link/secret.txt"])
 def test_escaping_the_workspace_is_refused(cli, project, model, path):
     (project / "link").symlink_to(project.parent)
@@ -109,6 +113,7 @@ def test_escaping_the_workspace_is_refused(cli, project, model, path):
     assert "zebra-7731" not in json.dumps(transcript(result)) + result.stderr.decode()
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_a_write_outside_is_refused_and_nothing_is_created(cli, project, model, tmp_path):
     result = run_agent(
         cli, project, model(call("write_file", path="../planted.txt", content="x")), "--yes", "go"
@@ -117,6 +122,7 @@ def test_a_write_outside_is_refused_and_nothing_is_created(cli, project, model, 
     assert "refused" in results(result)[0]["result"]
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_a_malformed_call_goes_back_to_the_model(cli, project, model):
     result = run_agent(cli, project, model("<tool_call>\nread utils.py please\n</tool_call>"), "x")
     assert result.returncode == 0, result.stderr
@@ -125,12 +131,14 @@ def test_a_malformed_call_goes_back_to_the_model(cli, project, model):
     assert result.stdout.decode() == ANSWER + "\n"
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_a_call_loop_hits_the_step_limit(cli, project, model):
     result = run_agent(cli, project, model(call("list_files"), answer=None), "--max-steps", "2", "loop")
     assert result.returncode == ExitCode.AGENT_STOPPED
     assert b"limit of 2 steps" in result.stderr
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_not_a_terminal_refuses_changes_and_says_so(cli, project, model):
     result = run_agent(cli, project, model(call("write_file", path="utils.py", content="oops")), "rewrite")
     assert result.returncode == 0

@@ -92,6 +92,7 @@ def test_the_model_is_told_and_the_header_says_so(repo, tmp_path):
     assert off is None
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_no_instructions_flag_and_setting(cli, repo, tmp_path, isolated_home):
     model = ggufs.write_scripted(tmp_path / "n.gguf", {"\n\n": "Nothing to do."})
     run = ["agent", "-m", str(model), "--no-think", "--workspace", str(repo / "pkg"), "say hi"]

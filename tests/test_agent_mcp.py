@@ -140,6 +140,7 @@ def test_auto_mcp_runs_without_asking_and_undo_reverts_the_step(servers, project
     assert not (project / "note.txt").exists() and (project / "keep.txt").read_text() == "as it was\n"
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_a_hanging_tool_times_out_and_the_server_still_answers(servers, project):
     _, tools = servers
     replies = [call("calc__hang"), call("calc__add", a="1", b="2"), "done"]
@@ -203,6 +204,7 @@ def test_config_tables_and_their_errors(cli, server_file, project, isolated_home
     assert bad.returncode == 2 and b"unknown key 'argv' in [mcp.calc]" in bad.stderr
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_an_agent_run_calls_the_servers_tool_end_to_end(cli, server_file, project, tmp_path):
     reply = call("calc__add", a="40", b="2")
     model = ggufs.write_scripted(tmp_path / "mcp.gguf", {"\n\n": reply}, after_tool={"\n\n": "It is 42."})

@@ -106,14 +106,21 @@ SCHEMAS_BEFORE = [
 def test_the_derived_schemas_are_the_ones_offered_before_byte_for_byte():
     assert tools.SCHEMAS == SCHEMAS_BEFORE
     assert json.dumps(tools.SCHEMAS) == json.dumps(SCHEMAS_BEFORE)  # the key order too
-    assert tools.NAMES == ["read_file", "write_file", "edit_file", "list_files", "search_files", "run_shell"]
+    assert [t.name for t in tools.TOOLS] == [
+        "read_file",
+        "write_file",
+        "edit_file",
+        "list_files",
+        "search_files",
+        "run_shell",
+    ]
 
 
 def test_each_entry_names_a_workspace_method_with_its_parameters():
     for tool in TOOLS:
         method = getattr(Workspace, tool.name)
         assert list(inspect.signature(method).parameters)[1:] == [p.name for p in tool.params], tool.name
-        assert tool.key in tool.types()
+        assert tool.key in {p.name for p in tool.params}
     kinds = {tool.name: tool.kind for tool in TOOLS}
     assert kinds == {
         "read_file": Kind.READ,
@@ -124,8 +131,15 @@ def test_each_entry_names_a_workspace_method_with_its_parameters():
         "run_shell": Kind.SHELL,
     }
     by_name = tools.by_name()
-    assert by_name["read_file"].types() == {"path": "string", "start_line": "integer", "end_line": "integer"}
-    assert by_name["run_shell"].types() == {"command": "string", "timeout": "integer"}
+    assert {p.name: p.type for p in by_name["read_file"].params} == {
+        "path": "string",
+        "start_line": "integer",
+        "end_line": "integer",
+    }
+    assert {p.name: p.type for p in by_name["run_shell"].params} == {
+        "command": "string",
+        "timeout": "integer",
+    }
 
 
 def test_unknown_arguments_are_refused_for_every_kind():

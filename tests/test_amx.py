@@ -71,6 +71,7 @@ def k_quant_model(random_model, models_dir):
     return ggufs.quantize(random_model, models_dir / "random-q4_k_m.gguf", "Q4_K_M", threads=2)
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_a_k_quant_model_reads_a_prompt(k_quant_model):
     code = (
         "from qwenlocal.engine import LlamaEngine, LoadOptions\n"

@@ -242,6 +242,7 @@ def test_a_closed_stdout_is_refused(answer_model):
     assert "stdout is closed" in one_line_error(result, ExitCode.USAGE)
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_sigterm_in_json_mode_still_prints_one_object(endless_model):
     proc = subprocess.Popen(
         [sys.executable, "-m", "qwenlocal", "run", "-m", str(endless_model), "--no-think", "--json", "go"],

@@ -290,7 +290,7 @@ def test_the_shorten_hint_never_exceeds_what_the_model_reads():
 
 
 def test_a_huge_attached_file_is_read_only_as_far_as_it_is_attached(tmp_path):
-    from qwenlocal.session import MAX_ATTACH, attach_files
+    from qwenlocal.session import MAX_ATTACH, attach
 
     big = tmp_path / "big.txt"
     with big.open("wb") as f:
@@ -298,7 +298,7 @@ def test_a_huge_attached_file_is_read_only_as_far_as_it_is_attached(tmp_path):
         f.truncate(4 << 30)
     tracemalloc.start()
     try:
-        text, notes = attach_files(f"read @{big}")
+        text, _, notes = attach(f"read @{big}")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -107,6 +107,7 @@ def test_ctrl_c_stops_the_answer_and_keeps_the_session(endless_model, isolated_h
     assert partial.startswith("and on") and ("and on and on," * 1000).startswith(partial)
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_sigterm_ends_the_session_and_keeps_the_partial_answer(endless_model, isolated_home):
     child = spawn("-m", str(endless_model), "--no-think")
     child.sendline("go on")
@@ -157,6 +158,7 @@ def test_stats_is_a_table_of_the_last_answer():
     assert "{" not in out.getvalue()  # not JSON
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_slash_commands(answer_model, isolated_home, tmp_path):
     child = spawn("-m", str(answer_model), "--no-think")
     assert "/retry" in say(child, "/help", until="attaches")
@@ -188,6 +190,7 @@ def test_slash_commands(answer_model, isolated_home, tmp_path):
     child.expect(pexpect.EOF)
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_history_persists_between_runs(answer_model):
     child = spawn("-m", str(answer_model), "--no-think")
     say(child, "remember this line")
@@ -199,6 +202,7 @@ def test_history_persists_between_runs(answer_model):
     assert leave(child) == 0
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_resume_restores_the_conversation(answer_model, isolated_home):
     child = spawn("-m", str(answer_model), "--no-think")
     say(child, "first question")
@@ -217,6 +221,7 @@ def test_resume_restores_the_conversation(answer_model, isolated_home):
     assert users == ["first question", "second question", "third question"]
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_list_and_open_past_conversations(answer_model):
     for text in ("about cats", "about dogs"):  # piped chat end to end, in a subprocess
         assert qwenlocal("chat", "-m", str(answer_model), input=f"{text}\n".encode()).returncode == 0
@@ -240,6 +245,7 @@ def test_attach_a_file_with_at_path(answer_model, tmp_path):
     assert leave(child) == 0
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_full_context_moves_old_turns_out_with_a_notice(answer_model, isolated_home):
     child = spawn("-m", str(answer_model), "--no-think", "--ctx", "512")
     seen = ""
@@ -265,6 +271,7 @@ def test_piped_stdin_answers_one_message_per_line(answer_model, json_mode):
     assert b"Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_agent_and_undo_from_inside_chat(tmp_path):
     from qwenlocal.testing import ggufs
 

@@ -75,6 +75,7 @@ def test_verbose_prints_stats_on_stderr_only(cli, answer_model):
     assert "tok/s" in result.stderr.decode() and "context" in result.stderr.decode()
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_settings_from_environment_and_config_file(cli, answer_model, isolated_home):
     env = {"QWENLOCAL_MODEL": str(answer_model), "QWENLOCAL_JSON": "1"}
     data = json.loads(cli("run", "hello", env=env).stdout)
@@ -106,6 +107,7 @@ def test_an_open_stdin_without_data_does_not_hang(answer_model):
     assert "sent nothing" in result.stderr.decode()
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_slow_stdin_is_waited_for(answer_model):
     env = {**os.environ, "QWENLOCAL_STDIN_TIMEOUT": "5"}
     writer = subprocess.Popen(["sh", "-c", "sleep 1; echo late notes"], stdout=subprocess.PIPE)
@@ -187,6 +189,7 @@ def test_ctrl_c_keeps_the_partial_answer_and_exits_130(endless_model):
     assert b"Traceback" not in err and b"interrupted" in err
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_ctrl_c_in_json_mode_still_prints_one_object(endless_model):
     proc = subprocess.Popen(
         [sys.executable, "-m", "qwenlocal", "run", "-m", str(endless_model), "--no-think", "--json", "go"],

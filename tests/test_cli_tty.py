@@ -75,6 +75,7 @@ def test_reasoning_is_shown_dimmed_on_a_tty(answer_model):
     assert all(c.italics for c in cells(term, "greet them back"))  # dim italic style
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_no_color_turns_colour_off(answer_model):
     term, code = screen(["run", "-m", str(answer_model), "--no-think", "hello"], env={"NO_COLOR": "1"})
     assert code == 0

@@ -56,6 +56,7 @@ def hub_dir(home: Path) -> Path:
     return home / "hf" / "hub" / ("models--" + REPO.replace("/", "--"))
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_pull_downloads_into_the_hf_cache_layout_and_run_uses_it(hub, isolated_home, model_bytes):
     cli = qwenlocal  # end to end, in a subprocess
     result = cli("pull", "0.8b:q4_k_m")
@@ -80,6 +81,7 @@ def test_pull_downloads_into_the_hf_cache_layout_and_run_uses_it(hub, isolated_h
     assert answer.returncode == 0 and answer.stdout.decode() == ANSWER + "\n"
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_a_dropped_connection_resumes_on_the_next_pull(cli, hub, isolated_home, model_bytes):
     half = len(model_bytes) // 2
     hub.faults.drop_after = half
@@ -104,7 +106,9 @@ def test_a_dropped_connection_resumes_on_the_next_pull(cli, hub, isolated_home, 
 
 
 def test_a_killed_pull_resumes_across_processes(hub, isolated_home, model_bytes):
-    hub.faults.delay = 0.05  # ~1.3 MB/s: slow enough to kill mid-way
+    # ~6.5 MB/s: huggingface_hub writes in 10 MB chunks, so the first lands in ~1.5 s, and the
+    # whole file would take half a minute: killed mid-way
+    hub.faults.delay = 0.01
     proc = subprocess.Popen(
         [sys.executable, "-m", "qwenlocal", "pull", "0.8b:q4_k_m"],
         stdout=subprocess.PIPE,
@@ -115,7 +119,7 @@ def test_a_killed_pull_resumes_across_processes(hub, isolated_home, model_bytes)
     partial = None
     while time.monotonic() < deadline:
         partial = next(hub_dir(isolated_home).glob("blobs/*.incomplete"), None)
-        if partial and partial.stat().st_size > len(model_bytes) // 4:
+        if partial and partial.stat().st_size > 1 << 20:  # a first MiB kept: killed mid-way
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
@@ -142,6 +146,7 @@ def test_wrong_bytes_fail_the_hash_check_and_leave_nothing(cli, hub, isolated_ho
     assert cli("run", "-m", "0.8b:q4_k_m", "hi").returncode == ExitCode.NOT_DOWNLOADED
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 @pytest.mark.parametrize(
     "status, error_code, exit_code",
     [
@@ -159,6 +164,7 @@ def test_hub_errors_have_their_own_exit_codes(cli, hub, status, error_code, exit
     assert b"Traceback" not in result.stderr and b"hint:" in result.stderr.splitlines()[-1]
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_a_missing_default_source_falls_back_to_an_alternate(cli, hub, model_bytes, isolated_home):
     hub.files.clear()
     hub.add("bartowski/Qwen_Qwen3.5-0.8B-GGUF", "Qwen_Qwen3.5-0.8B-Q4_K_M.gguf", model_bytes)
@@ -191,6 +197,7 @@ def test_not_enough_disk_space_is_refused_with_the_numbers(tmp_path):
     assert err.value.code == ExitCode.DISK_FULL and "GB more needed" in err.value.message
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_first_use_needs_pull_when_not_on_a_tty(cli, hub):
     refused = cli("run", "-m", "0.8b:q4_k_m", "--no-think", "hi")
     assert refused.returncode == ExitCode.NOT_DOWNLOADED and b"--pull" in refused.stderr
@@ -215,6 +222,7 @@ def test_an_unwritable_hf_home_is_named_with_the_fix(cli, hub):
     assert len(err.splitlines()) == 1
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_list_show_and_rm_tell_the_truth(cli, hub, isolated_home, model_bytes, tmp_path):
     assert cli("pull", "0.8b:q4_k_m").returncode == 0
     rows = {r["name"]: r for r in json.loads(cli("list", "--json").stdout)}
@@ -244,6 +252,7 @@ def test_list_show_and_rm_tell_the_truth(cli, hub, isolated_home, model_bytes, t
     assert cli("show", "0.8b:q4_k_m").returncode == ExitCode.NOT_DOWNLOADED
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_rm_removes_partial_downloads(cli, hub, isolated_home, model_bytes):
     hub.faults.drop_after, hub.faults.broken_after_drop = len(model_bytes) - 1000, True
     assert cli("pull", "0.8b:q4_k_m").returncode == ExitCode.NETWORK
@@ -254,6 +263,7 @@ def test_rm_removes_partial_downloads(cli, hub, isolated_home, model_bytes):
     assert not list(hub_dir(isolated_home).glob("blobs/*"))
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_first_use_on_a_tty_asks_then_pulls(hub):
     import pexpect
 

@@ -117,6 +117,7 @@ def test_the_image_reaches_the_model(random_model, projector, pictures):
     assert first.stats.prompt_tokens > first.stats.image_tokens
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_a_follow_up_reuses_the_image_and_answers_as_a_fresh_engine(random_model, projector, pictures):
     """The next turn restores the state after the image, and its answer is the same as a fresh
     engine's on the whole conversation (M-RoPE positions line up after reused state)."""
@@ -137,6 +138,7 @@ def test_a_follow_up_reuses_the_image_and_answers_as_a_fresh_engine(random_model
     assert follow.tokens == whole.tokens
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_a_follow_up_evaluates_only_its_new_text(vision_model, projector, pictures):
     """A follow-up about an image evaluates exactly as many tokens as the same follow-up after a
     text-only first turn: the image (and the first turn) are never evaluated again."""

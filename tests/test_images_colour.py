@@ -185,6 +185,7 @@ def test_chat_answers_a_follow_up_from_the_image(colour_model, colour_projector,
     assert len(stats) == 2 and "reused" in stats[1]
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_run_answers_the_colour_of_the_image_end_to_end(colour_model, colour_projector, colours):
     """`qwenlocal run --image red.png "what colour?"` in a real process answers red, and with
     blue.png blue (the CLI's own defaults: sampling, image budget)."""

@@ -41,6 +41,7 @@ def photo(tmp_path):
     return projectors.write_png(tmp_path / "photo.png", 64, 64)
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_a_missing_projector_names_the_command_then_pull_vision_gets_it(hub, photo, served):
     asked = run("run", "-m", "0.8b:q4_k_m", "--image", str(photo), "what colour is the square?")
     assert asked.returncode == ExitCode.NOT_DOWNLOADED
@@ -70,6 +71,7 @@ def test_a_missing_projector_names_the_command_then_pull_vision_gets_it(hub, pho
     assert again.returncode == ExitCode.NOT_DOWNLOADED
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_pull_flag_fetches_model_and_projector_on_first_use(hub, photo):
     done = run("run", "-m", "0.8b:q4_k_m", "--pull", "--image", str(photo), "what colour is the square?")
     assert done.returncode == 0, done.stderr

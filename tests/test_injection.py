@@ -92,6 +92,7 @@ def test_a_huge_prompt_is_refused_after_counting_part_of_it(engine):
     assert "at most 262144 tokens" in err.value.hint
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_injection_through_stdin_end_to_end(cli, answer_model):
     def prompt_tokens(material: str) -> int:
         done = cli("run", "--model", str(answer_model), "--ctx", "2048", "--json", "summarize",
@@ -109,6 +110,7 @@ def test_injection_through_stdin_end_to_end(cli, answer_model):
     assert prompt_tokens(FORGED) - prompt_tokens(HARMLESS) == plain(FORGED) - plain(HARMLESS)
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_fifty_mebibytes_of_stdin_are_refused_in_bounded_memory(random_model, tmp_path):
     data = tmp_path / "big.txt"
     data.write_bytes(b"All work and no play makes Jack a dull boy.\n" * (50 * 1024 * 1024 // 44))

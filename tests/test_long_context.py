@@ -52,6 +52,7 @@ def small_default(monkeypatch):
     monkeypatch.setattr(hardware, "DEFAULT_CTX", 4096)
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_a_prompt_past_the_default_gets_a_larger_context_end_to_end(answer_model):
     text = words(40_000)  # past the 32K default
     result = subprocess.run(
@@ -72,6 +73,7 @@ def test_a_prompt_past_the_default_gets_a_larger_context_end_to_end(answer_model
     assert "the default is 32768" in notice
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_the_answers_room_is_max_tokens(small_default, answer_model):
     result = cli("run", "-m", str(answer_model), "--no-think", "--json", "--max-tokens", "100", "x",
                  input=words(6000).encode())  # fmt: skip
@@ -92,6 +94,7 @@ def test_a_context_the_user_fixed_stays_and_refuses(small_default, answer_model)
     assert "the context holds 4096" in result.stderr.decode()
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_only_what_memory_cannot_hold_is_refused_with_the_numbers(monkeypatch, answer_model):
     """A machine whose free memory holds this file and about 12K tokens of context (22K with a
     q8_0 cache): 6K tokens are read (past the 4K default), 30K are refused with what fits."""
@@ -118,6 +121,7 @@ def test_only_what_memory_cannot_hold_is_refused_with_the_numbers(monkeypatch, a
     assert "hint: shorten the input to about" in err and refused.stdout == b""
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_the_q8_0_cache_is_taken_only_when_it_makes_the_prompt_fit(monkeypatch, answer_model):
     monkeypatch.setattr(hardware, "DEFAULT_CTX", 4096)
     small = machine(answer_model.stat().st_size + int(1.05 * GiB))  # the file, and ~12K tokens
@@ -171,6 +175,7 @@ def chat_turns(engine: LlamaEngine, turns: int) -> tuple[ChatSession, list]:
     return session, record
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_chat_grows_the_context_and_keeps_its_early_turns(random_model, tmp_path):
     options = LoadOptions(n_ctx=1024, n_threads=2, n_batch=256, max_ctx=4096)
     with LlamaEngine(random_model, options) as engine:
@@ -192,6 +197,7 @@ def test_chat_grows_the_context_and_keeps_its_early_turns(random_model, tmp_path
         assert list(fresh.stream(messages, options))[-1].tokens == record[-1][2].tokens
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_chat_drops_turns_once_memory_allows_no_more(random_model):
     with LlamaEngine(random_model, LoadOptions(n_ctx=1024, n_threads=2, n_batch=256, max_ctx=2048)) as engine:
         session, record = chat_turns(engine, 8)
@@ -230,6 +236,7 @@ def test_progress_reads_as_done_of_total_rate_and_time_left():
     assert reading_text(event) == "reading the prompt: 12,288/100,000 tokens (12%) · 130 tok/s · 11m14s left"
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_prompt_reading_shows_progress_on_a_terminal_and_stops_at_ctrl_c(answer_model, tmp_path):
     """stderr on a terminal shows the reading's progress; Ctrl-C stops it at once (exit 130) with
     nothing on stdout; the piped stdout stays clean throughout."""

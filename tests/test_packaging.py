@@ -38,7 +38,8 @@ def test_a_built_wheel_carries_the_catalog_and_reads_it(tmp_path):
         assert zf.read("qwenlocal/models.toml") == (ROOT / "models.toml").read_bytes()
         zf.extractall(site)
     # the installed package reads the copy inside it, not a top-level file next to it
-    code = "from qwenlocal import catalog; print(catalog.bundled_path()); print(len(catalog.load().models))"
+    code = "from qwenlocal.models import catalog; print(catalog.bundled_path()); "
+    code += "print(len(catalog.load().models))"
     shown = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,

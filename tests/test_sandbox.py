@@ -206,6 +206,7 @@ def test_background_processes_die_with_the_command(sandbox, workspace):
     assert time.monotonic() - started < 30  # a pipe held open by a child does not hold the call
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 @pytest.mark.parametrize("sandbox", [False, pytest.param(True, marks=needs_bwrap)])
 def test_the_timeout_holds_when_a_background_child_keeps_the_pipe(sandbox, workspace):
     n = 8 if sandbox else 4

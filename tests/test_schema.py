@@ -195,6 +195,7 @@ def test_run_json_envelope_carries_the_json_answer(invoice_model):
     assert envelope["finish"] == "stop"
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 @pytest.mark.parametrize("flags", [["--no-think"], ["--think"], ["--json"]])
 def test_an_answer_cut_short_is_exit_17_with_the_partial_text_on_stderr(invoice_model, schema_file, flags):
     limit = "18" if "--think" in flags else "5"  # the reasoning is 12 tokens
@@ -341,6 +342,7 @@ def property_run(model: Path, think: bool, seeds: range) -> tuple[int, list, lis
     return runs, bad, cut
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_every_answer_under_a_peer_schema_validates(random_narrow):
     runs, bad, cut = property_run(random_narrow, False, range(3))
     assert runs == 43 * 3
@@ -348,6 +350,7 @@ def test_every_answer_under_a_peer_schema_validates(random_narrow):
     assert len(cut) <= runs // 20, cut  # cut by max_tokens is not a failure, but must be rare
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_every_answer_under_a_peer_schema_validates_after_scripted_reasoning(invoice_model):
     runs, bad, cut = property_run(invoice_model, True, range(1))
     assert runs == 43

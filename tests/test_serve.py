@@ -220,6 +220,7 @@ def test_a_client_that_goes_away_stops_its_generation(endless_model):
         assert after.json()["choices"][0]["finish_reason"] == "length"
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_two_clients_taking_turns_keep_their_conversations(answer_model):
     with serving(answer_model, cache_mib=256) as running:
         client = openai.OpenAI(base_url=f"{running.url}/v1", api_key="x", max_retries=0)
@@ -261,6 +262,7 @@ def test_curl_streams_server_sent_events(server):
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == ANSWER
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_an_image_url_is_seen_through_the_projector(models_dir, tmp_path, answer_model):
     """image_url data URIs go through libmtmd like `run --image`; a bad image and a server
     without a projector are 400s that say why."""

@@ -1,4 +1,4 @@
-"""`qwenlocal chat` through a running `qwenlocal serve` (client.py's RemoteEngine), in-process
+"""`qwenlocal chat` through a running `qwenlocal serve` (engine/remote.py's RemoteEngine), in-process
 against the real server in a thread: the conversation is answered there, the model is never loaded
 here, Ctrl-C closes the stream and the server stops generating, and the agent gets the model's
 text (tool calls in it) as from a local engine. The subprocess path is in test_serve_e2e.py."""
@@ -29,6 +29,7 @@ def no_local_load(*args, **kwargs):
     raise AssertionError("the model was loaded here, not used through the server")
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 @pytest.mark.parametrize("json_mode", [True, False])
 def test_piped_chat_answers_through_the_server(answer_model, monkeypatch, json_mode):
     monkeypatch.setattr("qwenlocal.commands.loading.load", no_local_load)
@@ -48,6 +49,7 @@ def test_piped_chat_answers_through_the_server(answer_model, monkeypatch, json_m
     assert second["stats"]["reused_tokens"] > 100
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_a_full_server_context_moves_old_turns_out(answer_model, monkeypatch):
     monkeypatch.setattr("qwenlocal.commands.loading.load", no_local_load)
     with serving(answer_model, ctx=512) as running:
@@ -99,6 +101,7 @@ def test_ctrl_c_closes_the_stream_and_the_server_stops(endless_model):
         assert httpx.post(f"{running.url}/v1/chat/completions", json=body).status_code == 200
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_the_agent_works_through_the_server(tmp_path):
     """The agent parses calls itself: through a server it gets the text the local engine streams,
     tool calls in it, and its tools run here."""
@@ -128,6 +131,7 @@ def test_the_agent_works_through_the_server(tmp_path):
     assert (project / "notes.txt").read_text().strip() == "new"
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_an_image_loads_the_model_here_and_the_chat_goes_on(models_dir, tmp_path):
     from qwenlocal.testing import projectors
 

@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from qwenlocal.errors import ExitCode
 from qwenlocal.testing.server import wait_until_ready
 from tests.conftest import ANSWER
@@ -27,6 +29,7 @@ def start(*args: str) -> tuple[subprocess.Popen, str]:
     return process, url[1]
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_run_answers_through_a_running_server(cli, answer_model, long_think_model):
     server, url = start("-m", str(answer_model), "--port", "0", "--ctx", "2048", "--no-think")
     try:

@@ -214,6 +214,7 @@ def test_earlier_tool_calls_that_are_not_an_array_are_400(server):
     assert error["param"] == "messages[1].tool_calls"
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_odd_but_readable_schemas_are_answered(models_dir):
     """Schemas the call parser cannot read a type from: the model's call is still answered, its
     values as text."""
@@ -262,6 +263,7 @@ def test_numbers_out_of_range_or_not_finite_are_400(server, name, value):
 # -- stopping with answers in flight ----------------------------------------------------------------
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_sigterm_ends_the_stream_in_flight_and_exits_cleanly(endless_model):
     process, url = start("-m", str(endless_model), "--port", "0", "--ctx", "2048", "--no-think")
     events = []

@@ -104,6 +104,7 @@ def test_run_schema_through_a_server_sends_it_as_response_format(invoice_server,
     assert cut.code == 17 and cut.stdout == b""
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 @pytest.mark.parametrize(("think", "streamed"), [(False, False), (True, True)])
 def test_the_grammar_makes_a_markdown_model_answer_the_schema(markdown_client, think, streamed):
     """After its reasoning (untouched), the model would write Markdown: the grammar turns the
@@ -133,6 +134,7 @@ def test_json_object_is_any_object(markdown_client):
         assert choice.finish_reason == "length"
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 @pytest.mark.parametrize(("think", "streamed"), [(False, True), (True, False)])
 def test_a_named_tool_choice_forces_that_call(markdown_client, think, streamed):
     tool = openai.pydantic_function_tool(GetWeather)

@@ -31,6 +31,7 @@ def conversation(engine: LlamaEngine, turns: int, think: bool, fresh_each_turn: 
     return answers, stats
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 @pytest.mark.parametrize("think", [False, True])
 def test_reuse_gives_the_same_tokens_as_a_fresh_evaluation(random_model, think):
     with LlamaEngine(random_model, LoadOptions(n_ctx=2048, n_threads=2)) as engine:
@@ -50,6 +51,7 @@ def test_reuse_gives_the_same_tokens_as_a_fresh_evaluation(random_model, think):
         assert evaluated <= new_text + opening  # this turn's messages only, not the history
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_tool_results_extend_the_prompt_and_reuse_it(random_model):
     """The agent loop: the prompt grows by an assistant tool call and a tool response."""
     with LlamaEngine(random_model, LoadOptions(n_ctx=2048, n_threads=2)) as engine:
@@ -71,6 +73,7 @@ def test_tool_results_extend_the_prompt_and_reuse_it(random_model):
             assert list(fresh.stream(messages, GREEDY, tools))[-1].tokens == second.tokens
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_a_changed_history_is_evaluated_again(random_model):
     with LlamaEngine(random_model, LoadOptions(n_ctx=2048, n_threads=2)) as engine:
         list(engine.stream([{"role": "user", "content": "first question"}], GREEDY))

@@ -60,6 +60,7 @@ def test_user_models_are_listed_as_the_users(isolated_home):
     assert "4b-ft:q4_k_m (user)" in table and "0.8b:q4_k_m (user)" not in table
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_a_user_model_is_pulled_and_run_by_name(hub, isolated_home, answer_model):
     size = answer_model.stat().st_size
     write_catalog(isolated_home, FINE_TUNE.format(size=size))

@@ -56,6 +56,7 @@ def states(folder: Path) -> list[Path]:
 # -- the engine: a restored state is the evaluated one ------------------------------------------
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_a_restored_prefix_continues_exactly_as_the_whole_prompt(random_model, tmp_path):
     folder = tmp_path / "states"
     first = conversation("What does line 3 say?")
@@ -70,6 +71,7 @@ def test_a_restored_prefix_continues_exactly_as_the_whole_prompt(random_model, t
     assert warm.tokens == plain.tokens
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_restored_logits_match_a_full_evaluation(random_model, tmp_path):
     import numpy as np
 
@@ -103,6 +105,7 @@ def test_restored_logits_match_a_full_evaluation(random_model, tmp_path):
 # -- two processes ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_a_second_run_over_the_same_piped_file_reads_only_its_question(answer_model, tmp_path):
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
     args = ["run", "-m", str(answer_model), "--no-think", "--json"]
@@ -121,6 +124,7 @@ def test_a_second_run_over_the_same_piped_file_reads_only_its_question(answer_mo
     assert json.loads(off.stdout)["stats"]["cached_tokens"] == 0
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_chat_resume_reads_only_the_new_message(answer_model, isolated_home):
     args = ("chat", "-m", str(answer_model), "--no-think", "--json")
     first = run_in_process(*args, input=f"{REPORT}\n".encode())
@@ -132,6 +136,7 @@ def test_chat_resume_reads_only_the_new_message(answer_model, isolated_home):
     assert stats["prompt_tokens"] - stats["cached_tokens"] < 80  # the answer before it and the new line
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_the_agent_starts_its_second_run_from_its_instructions(tmp_path, isolated_home):
     from qwenlocal.testing import ggufs
 
@@ -147,6 +152,7 @@ def test_the_agent_starts_its_second_run_from_its_instructions(tmp_path, isolate
     assert warm["prompt_tokens"] - warm["cached_tokens"] < 30
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_serve_keeps_on_disk_what_its_ram_cache_lets_go(answer_model, isolated_home):
     """Two conversations taking turns with a RAM cache too small for either: the one pushed out
     goes to disk, and its next turn is restored from there."""
@@ -195,6 +201,7 @@ def _spoil(path: Path, how: str) -> None:
         path.write_bytes(MAGIC + len(encoded).to_bytes(4, "little") + encoded + data[len(MAGIC) + 4 + size :])
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 @pytest.mark.parametrize("how", ["corrupt", "truncated", "header", "foreign", "mismatched"])
 def test_a_bad_file_is_skipped_and_removed(random_model, tmp_path, how):
     folder = tmp_path / "states"
@@ -231,6 +238,7 @@ def test_two_processes_writing_the_same_state_leave_one_whole_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_a_full_disk_evaluates_as_before_with_one_notice(random_model, tmp_path, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -250,6 +258,7 @@ def test_a_full_disk_evaluates_as_before_with_one_notice(random_model, tmp_path,
     assert states(folder) == [] and list(folder.glob(".*.tmp")) == []
 
 
+@pytest.mark.slow  # its own step: `pytest -m slow`
 def test_an_unwritable_folder_evaluates_as_before(random_model, tmp_path):
     blocked = tmp_path / "file-in-the-way"
     blocked.write_text("")

@@ -25,7 +25,7 @@ from enum import Enum
 from .confine import ToolError
 from .workspace import Workspace
 
-__all__ = ["NAMES", "SCHEMAS", "TOOLS", "Kind", "Param", "Tool", "ToolError", "Workspace", "by_name"]
+__all__ = ["SCHEMAS", "TOOLS", "Kind", "Param", "Tool", "ToolError", "Workspace", "by_name"]
 
 
 class Kind(Enum):
@@ -70,10 +70,6 @@ class Tool:
             "type": "function",
             "function": {"name": self.name, "description": self.description, "parameters": parameters},
         }
-
-    def types(self) -> dict[str, str]:
-        """Each parameter's JSON type, by name."""
-        return {p.name: p.type for p in self.params}
 
     def check(self, arguments: dict) -> dict:
         """The arguments, or ToolError naming the ones this tool does not take."""
@@ -148,4 +144,3 @@ def by_name(tools: tuple[Tool, ...] = TOOLS) -> dict[str, Tool]:
 
 
 SCHEMAS = [tool.schema() for tool in TOOLS]
-NAMES = [tool.name for tool in TOOLS]

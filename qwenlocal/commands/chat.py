@@ -5,7 +5,7 @@ and @paths, and Ctrl-C / Ctrl-D handling. From a pipe: each line is a message, e
 text (or, with --json, one JSON object per line). The session itself (context, recording) is
 `session.ChatSession`; the slash commands are in `slash.py`.
 
-Like `run`, chat answers through a running `qwenlocal serve` of the same model file (client.py):
+Like `run`, chat answers through a running `qwenlocal serve` of the same model file (engine/remote.py):
 the server keeps the conversation's state, the terminal side is the same. Images (and `/agent`'s
 image reading) need the model here: chat loads it the first time an image is used.
 """
@@ -21,7 +21,7 @@ from ..config import Settings, data_dir
 from ..conversation import Conversation
 from ..errors import ExitCode, QwenlocalError, Terminated
 from ..render import stats_line
-from ..session import ChatSession, attach_files
+from ..session import ChatSession, attach
 from ..terminal import Terminal
 from . import slash
 from .options import (
@@ -97,7 +97,7 @@ def chat(
 
 class Chat:
     """A chat session on a terminal: what the user sees of it. `server` (--server URL) and
-    `use_server` (False: --no-server) say where answers may come from (client.py)."""
+    `use_server` (False: --no-server) say where answers may come from (engine/remote.py)."""
 
     def __init__(
         self, term: Terminal, session: ChatSession, server: str | None = None, use_server: bool = False
@@ -117,8 +117,8 @@ class Chat:
     def send(self, text: str) -> None:
         from .. import images
 
-        pictures = self.pending + images.attach(text)  # a bad image stops the message here
-        text, notes = attach_files(text)
+        text, attached, notes = attach(text)  # a bad image stops the message here
+        pictures = self.pending + attached
         if pictures:
             self.see()
         for note in notes + [f"attached {p.name} ({p.width}x{p.height} {p.format})" for p in pictures]:

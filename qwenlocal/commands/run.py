@@ -10,7 +10,7 @@ import typer
 
 from ..config import Settings
 from ..errors import ExitCode, QwenlocalError
-from ..prompt_input import compose, read_stdin
+from ..prompt_input import compose
 from ..structured import HeldAnswer, Structure
 from ..terminal import Terminal
 from .options import (
@@ -111,7 +111,7 @@ def read_input(term: Terminal, settings: Settings, prompt: str | None, files: li
     from .. import images
 
     pictures = [images.read(path) for path in files]
-    stdin = read_stdin(settings.stdin_timeout, getattr(term.stdin, "buffer", None))
+    stdin = term.read_stdin(settings.stdin_timeout)
     if stdin.image is not None:
         pictures.append(images.load(stdin.image, "stdin"))
     if pictures and not (prompt or "").strip() and not stdin.text:
@@ -157,7 +157,7 @@ def answer(
     use_server: bool = False,
     structure: Structure | None = None,
 ) -> None:
-    """`server` (--server URL) and `use_server` (False: --no-server): see client.py. `structure`:
+    """`server` (--server URL) and `use_server` (False: --no-server): see engine/remote.py. `structure`:
     the answer must be JSON of it (--schema, --json-object), held back until it validates."""
     from ..models.sizing import size_run
     from .loading import open_model

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ..config import DEFAULT_PORT
 from .options import (
     Cache,
     CacheMax,
@@ -25,9 +26,6 @@ from .options import (
     settings,
     terminal,
 )
-
-DEFAULT_PORT = 11435  # server/main.py's, spelled here so --help does not import the server
-
 
 Host = Annotated[
     str, typer.Option("--host", help="Address to listen on. Anything but loopback needs --api-key.")

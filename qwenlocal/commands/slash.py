@@ -1,11 +1,12 @@
-"""Chat's slash commands: one entry in `COMMANDS` and one function each."""
+"""Chat's slash commands: one entry in `COMMANDS` (its arguments, its line in /help, and the
+function that acts on the chat it is given) and one function each."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..conversation import Conversation, to_markdown
 
@@ -13,37 +14,31 @@ if TYPE_CHECKING:
     from ..events import Stats
     from .chat import Chat
 
-HELP = """\
-/help                 this list
-/model NAME           switch model (0.8b, 2b, 4b, 9b, 9b:q8_0 or a .gguf path)
-/think on|off         reasoning before answers
-/system [TEXT]        set (or, without text, clear) the system prompt
-/clear                start a new conversation (the current one stays saved)
-/retry                answer the last message again
-/reasoning            show the last answer's reasoning in full
-/save FILE            save the conversation (.json to /load later, .md to read)
-/load FILE            continue a saved conversation (a file, an id, or a number from --list)
-/stats                speed and context of the last answer
-/image PATH [TEXT]    show the model an image (with TEXT: ask about it now; else with the next message)
-/agent TASK           let the model work on files here, with tools and your approval
-/undo                 revert the agent's last step
-/exit                 leave (Ctrl-D does too)
-Enter sends; Alt+Enter (or Esc then Enter) starts a new line; pasted text is kept whole.
-@path attaches a file's text to the message, or an image (PNG, JPEG, GIF, BMP) for the model to see."""
+
+class Command(NamedTuple):
+    args: str  # what it takes, as /help shows it
+    about: str
+    run: Callable[[Chat, str], bool | None]  # acts on the chat it is given; False: leave
 
 
 def run(chat: Chat, line: str) -> bool:
     """Run a slash command; False means leave."""
     name, _, arg = line.strip().partition(" ")
-    handler = COMMANDS.get(name)
-    if handler is None:
+    command = COMMANDS.get(name)
+    if command is None:
         chat.term.warn(f"unknown command {name}: /help lists them")
         return True
-    return handler(chat, arg.strip()) is not False
+    return command.run(chat, arg.strip()) is not False
+
+
+def help_text() -> str:
+    """/help's text, from the one table of commands."""
+    rows = [f"{f'{name} {command.args}'.strip():<22}{command.about}" for name, command in COMMANDS.items()]
+    return "\n".join(rows + [KEYS])
 
 
 def _help(chat: Chat, arg: str) -> None:
-    chat.term.say(HELP)
+    chat.term.say(help_text())
 
 
 def _exit(chat: Chat, arg: str) -> bool:
@@ -176,19 +171,27 @@ def stats_table(stats: Stats):
     return table
 
 
-COMMANDS: dict[str, Callable[[Chat, str], bool | None]] = {
-    "/help": _help,
-    "/model": _model,
-    "/think": _think,
-    "/system": _system,
-    "/clear": _clear,
-    "/retry": _retry,
-    "/reasoning": _reasoning,
-    "/save": _save,
-    "/load": _load,
-    "/stats": _stats,
-    "/image": _image,
-    "/agent": _agent,
-    "/undo": _undo,
-    "/exit": _exit,
+KEYS = """\
+Enter sends; Alt+Enter (or Esc then Enter) starts a new line; pasted text is kept whole.
+@path attaches a file's text to the message, or an image (PNG, JPEG, GIF, BMP) for the model to see."""
+
+COMMANDS: dict[str, Command] = {
+    "/help": Command("", "this list", _help),
+    "/model": Command("NAME", "switch model (0.8b, 2b, 4b, 9b, 9b:q8_0 or a .gguf path)", _model),
+    "/think": Command("on|off", "reasoning before answers", _think),
+    "/system": Command("[TEXT]", "set (or, without text, clear) the system prompt", _system),
+    "/clear": Command("", "start a new conversation (the current one stays saved)", _clear),
+    "/retry": Command("", "answer the last message again", _retry),
+    "/reasoning": Command("", "show the last answer's reasoning in full", _reasoning),
+    "/save": Command("FILE", "save the conversation (.json to /load later, .md to read)", _save),
+    "/load": Command("FILE", "continue a saved conversation (a file, an id, or a number from --list)", _load),
+    "/stats": Command("", "speed and context of the last answer", _stats),
+    "/image": Command(
+        "PATH [TEXT]",
+        "show the model an image (with TEXT: ask about it now; else with the next message)",
+        _image,
+    ),
+    "/agent": Command("TASK", "let the model work on files here, with tools and your approval", _agent),
+    "/undo": Command("", "revert the agent's last step", _undo),
+    "/exit": Command("", "leave (Ctrl-D does too)", _exit),
 }

@@ -88,6 +88,17 @@ def amx_kernels_off() -> str | None:
     return amx_off(llama_lib()) if cpu_has_amx() else None
 
 
+def quantize(src: Path, dst: Path, ftype: str, threads: int = 0) -> bool:
+    """llama.cpp's own quantizer (the test GGUFs' K-quants, the benchmark's shape models): True
+    when `dst` was written."""
+    lib = llama_lib()
+    params = lib.llama_model_quantize_default_params()
+    params.ftype = getattr(lib, f"LLAMA_FTYPE_MOSTLY_{ftype}")
+    params.nthread = threads
+    params.allow_requantize = True  # the vocabulary matrices of small test models are Q8_0 already
+    return lib.llama_model_quantize(str(src).encode(), str(dst).encode(), params) == 0
+
+
 def check_gguf(path: Path) -> None:
     """Refuse what llama.cpp cannot load, before it tries: missing files and non-GGUF files."""
     if not path.exists():

@@ -23,18 +23,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..config import DEFAULT_PORT
 from ..errors import ExitCode, QwenlocalError
 from ..events import Done, Event, ReasoningDelta, Stats, TextDelta
 from .base import GenerateOptions
 
-DEFAULT_SERVER = "http://127.0.0.1:11435"  # server/main.py's DEFAULT_PORT
+DEFAULT_SERVER = f"http://127.0.0.1:{DEFAULT_PORT}"
 
 
 class Connection:
     def __init__(self, url: str, timeout: float) -> None:
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise QwenlocalError(f"not a server URL: {url}", hint="e.g. --server http://127.0.0.1:11435")
+            raise QwenlocalError(f"not a server URL: {url}", hint=f"e.g. --server {DEFAULT_SERVER}")
         self.url, self.timeout = url, timeout
         self.n_ctx, self.spec = 0, None
         kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection

@@ -10,15 +10,13 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..config import Settings
+from ..config import DEFAULT_PORT, Settings
 from ..errors import ExitCode, QwenlocalError
 from ..terminal import Terminal
 
 if TYPE_CHECKING:
     from ..models.loader import Plan
     from .access import Access
-
-DEFAULT_PORT = 11435  # beside Ollama's 11434
 
 
 def loopback(host: str) -> bool:

@@ -301,14 +301,9 @@ def write_random(
 
 def quantize(src: Path | str, dst: Path | str, ftype: str = "Q4_K_M", threads: int = 0) -> Path:
     """Quantize a GGUF with llama.cpp's own quantizer (K-quants need it; gguf-py has none)."""
-    from qwenlocal.engine.llamacpp import llama_lib  # llama.cpp with its log routed (quiet)
+    from qwenlocal.engine.llamacpp import quantize as llama_quantize
 
-    llama_cpp = llama_lib()
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype}")
-    params.nthread = threads
-    params.allow_requantize = True  # the vocabulary matrices of small test models are Q8_0 already
-    if llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params) != 0:
+    if not llama_quantize(Path(src), Path(dst), ftype, threads):
         raise RuntimeError(f"quantizing {src} to {ftype} failed")
     return Path(dst)
 
