@@ -13,7 +13,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from . import __version__
-from .commands import agent, cache, chat, completions, doctor, models, run, serve
+from .commands import agent, cache, chat, completions, doctor, models, ps, run, serve
 from .errors import ExitCode, QwenlocalError, Terminated
 from .terminal import Terminal
 
@@ -30,6 +30,7 @@ app.command()(run.run)
 app.command()(chat.chat)
 app.command()(agent.agent)
 app.command()(serve.serve)
+app.command()(ps.ps)
 app.command()(doctor.doctor)
 app.command()(models.pull)
 app.command("list")(models.list_)

@@ -41,6 +41,22 @@ def state_dir() -> Path:
     return Path(_dirs().user_cache_dir) / "states"
 
 
+def run_dir() -> Path:
+    """Running servers' run-state files (server/runstate.py): the user runtime dir (emptied at
+    log-out and boot), or a folder in the user state dir where there is none."""
+    import sys
+    import warnings
+
+    dirs = _dirs()
+    if os.name == "posix" and sys.platform != "darwin":
+        given = os.environ.get("XDG_RUNTIME_DIR", "")
+        if not os.path.isdir(given or f"/run/user/{os.getuid()}"):
+            return Path(dirs.user_state_dir) / "run"
+    with warnings.catch_warnings():  # newer platformdirs warn of a runtime dir they will not use
+        warnings.simplefilter("ignore")
+        return Path(dirs.user_runtime_dir)
+
+
 def state_limit(settings: Settings) -> int:
     """The bytes the state cache may take: `cache_max` MiB, or the smaller of 4 GiB and a tenth
     of the free disk where it lives."""
@@ -107,6 +123,8 @@ class Settings:
     instructions: bool = True  # the agent reads AGENTS.md / QWEN.md into its system prompt
     # seconds an MCP server's tool may take before the call ends as an error
     mcp_timeout: float = field(default=60.0, metadata=_bounds(0.1, 3600.0))
+    # seconds `serve` keeps the model loaded with no request (then unloads it until the next); 0: always
+    keep_alive: float = field(default=0.0, metadata={"duration": True})
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def source(self, name: str) -> str:
@@ -129,6 +147,8 @@ _WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: 
 
 def describe(name: str) -> str:
     """What a setting takes, in words: the hint of every error about it."""
+    if _FIELDS[name].metadata.get("duration"):
+        return "a duration: seconds, or a number with s, m, h or d (30s, 5m, 1h30m; 0: never)"
     choices = _FIELDS[name].metadata.get("choices")
     if choices:
         return "one of " + ", ".join(choices)
@@ -137,6 +157,30 @@ def describe(name: str) -> str:
     if low is not None and high is not None:
         return f"{what} from {low:g} to {high:g}"
     return f"{what} of at least {low:g}" if low is not None else what
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number of seconds (text or a number) or a duration such as 30s, 5m, 1h,
+    1h30m, 1.5h; ValueError (or TypeError) for anything else, negatives included."""
+    import re
+
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            value = float(text)
+        else:
+            parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", text)
+            if not parts or "".join(n + u for n, u in parts) != text:
+                raise ValueError(value)
+            value = sum(float(n) * _UNITS[u] for n, u in parts)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(value)
+    return float(value)
 
 
 def _from_text(kind: type, text: str) -> Any:
@@ -166,7 +210,12 @@ def _convert(name: str, value: Any, origin: str) -> Any:
     """The one validation of a setting, whatever layer it came from."""
     kind = _KIND[name]
     try:
-        converted = _from_text(kind, value) if origin.startswith("QWENLOCAL_") else _typed(kind, value)
+        if _FIELDS[name].metadata.get("duration"):  # text in every layer, or a number in a file
+            converted = parse_duration(value)
+        elif origin.startswith("QWENLOCAL_"):
+            converted = _from_text(kind, value)
+        else:
+            converted = _typed(kind, value)
         if _within(name, converted):
             return converted
     except (TypeError, ValueError):

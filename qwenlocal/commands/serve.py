@@ -1,4 +1,4 @@
-"""`qwenlocal serve`: an OpenAI-compatible server that keeps the model loaded."""
+"""`qwenlocal serve`: an OpenAI- and Anthropic-compatible server that keeps the model loaded."""
 
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ Port = Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0: a
 ApiKey = Annotated[
     str | None,
     typer.Option(
-        "--api-key", envvar="QWENLOCAL_API_KEY", help="Require this key (Authorization: Bearer KEY)."
+        "--api-key",
+        envvar="QWENLOCAL_API_KEY",
+        help="Require this key (Authorization: Bearer KEY, or x-api-key: KEY).",
     ),
 ]
 MaxQueue = Annotated[
@@ -64,6 +66,15 @@ AllowHost = Annotated[
         "only loopback names (others get 403).",
     ),
 ]
+KeepAlive = Annotated[
+    str | None,
+    typer.Option(
+        "--keep-alive",
+        metavar="DURATION",
+        help="Unload the model after this long with no request (30s, 5m, 1h; seconds if bare) and "
+        "load it again for the next. Default: 0, never.",
+    ),
+]
 Vision = Annotated[
     bool, typer.Option("--vision", help="Load the vision projector: requests may send images (data: URIs).")
 ]
@@ -79,6 +90,7 @@ def serve(
     allow_host: AllowHost = None,
     max_queue: MaxQueue = 8,
     cache_ram: CacheRam = 1024,
+    keep_alive: KeepAlive = None,
     think: Think = None,
     think_budget: ThinkBudget = None,
     max_tokens: MaxTokens = None,
@@ -95,7 +107,8 @@ def serve(
     image_tokens: ImageTokens = None,
     mmproj: Mmproj = None,
 ) -> None:
-    """Serve the model over an OpenAI-compatible API (/v1/chat/completions, /v1/models, /health).
+    """Serve the model over OpenAI's and Anthropic's APIs (/v1/chat/completions, /v1/responses,
+    /v1/messages, /v1/models, /health).
 
     Examples: qwenlocal serve; qwenlocal serve -m 4b --ctx 32768;
     qwenlocal serve --host 0.0.0.0 --api-key "$KEY"

@@ -1,7 +1,9 @@
 """Serving: bind the socket, start uvicorn, load the model in the worker thread meanwhile (503 until
 it is loaded), stop cleanly on Ctrl-C or SIGTERM (uvicorn's handlers): the answers in flight end at
 once with a last event saying so (worker.stop), uvicorn lets their responses finish, the model is
-closed, and the process says "stopped" and exits 0."""
+closed, and the process says "stopped" and exits 0. Meanwhile a run-state file says it runs, for
+`qwenlocal ps` (runstate.py), and with --keep-alive an idle model is unloaded until the next
+request needs it (residency.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from ..errors import ExitCode, QwenlocalError
 from ..terminal import Terminal
 
 if TYPE_CHECKING:
-    from ..models.loader import Plan
+    from ..models.loader import Loaded, Plan
     from .access import Access
 
 
@@ -88,6 +90,8 @@ class Server:
 
         from .access import Access
         from .app import ServerState, build_app
+        from .residency import Residency
+        from .runstate import RunState
         from .worker import Worker
 
         self.term, self.planned, self.cache_mib = term, planned, cache_mib
@@ -98,6 +102,9 @@ class Server:
         name = path.name if label == str(path) else label  # a .gguf path's folders are nobody's business
         self.state = ServerState(name, path, settings, api_key, Worker(max_queue), access=access)
         self.state.load = self._load
+        keep_alive = settings.keep_alive
+        self.runstate = RunState(self.url, name, path.name, keep_alive, str(self.port))
+        self.state.residency = Residency(self.state, keep_alive, self._open, self.runstate)
         config = uvicorn.Config(
             build_app(self.state),
             log_level="warning",
@@ -113,29 +120,39 @@ class Server:
         return f"http://{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}"
 
     def _load(self) -> None:
-        from ..models.loader import load
-
+        """At start-up, in the worker thread: a model that cannot be loaded stops the server."""
         try:
-            loaded = load(self.state.settings, self.planned)
+            loaded = self._open()
         except QwenlocalError as error:
             self.failed.append(error)
             self.uvicorn.should_exit = True
             return
         for message in loaded.warnings:
             self.term.warn(message)
-        if self.cache_mib:
-            loaded.engine.keep_states(self.cache_mib << 20)
         self.state.loaded = loaded
         self.term.warn(f"ready: {loaded.label}, a context of {loaded.engine.n_ctx} tokens")
+
+    def _open(self) -> Loaded:
+        """The model with the server's prompt cache, in the worker thread: at start-up, and again
+        for the first request after it was unloaded for being idle (--keep-alive)."""
+        from ..models.loader import load
+
+        loaded = load(self.state.settings, self.planned)
+        if self.cache_mib:
+            loaded.engine.keep_states(self.cache_mib << 20)
+        return loaded
 
     def run(self) -> None:
         label = self.planned.label
         self.term.warn(f"serving {label} on {self.url}/v1 (loading the model; Ctrl-C stops)")
+        self.runstate.write()  # for `qwenlocal ps`, until the server stops
         try:
             self.uvicorn.run(sockets=[self.socket])
         except KeyboardInterrupt:  # uvicorn raises the signal it stopped for again, once stopped
             if not self.uvicorn.should_exit:
                 raise
+        finally:
+            self.runstate.remove()
         if self.failed:
             raise self.failed[0]
         self.term.warn("stopped")

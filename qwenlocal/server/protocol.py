@@ -50,12 +50,15 @@ async def http_error(request: Request, error: HTTPException) -> Response:
 
 
 def authorize(api_key: str | None, request: Request) -> None:
+    """The key as OpenAI's clients send it (`Authorization: Bearer KEY`) or Anthropic's
+    (`x-api-key: KEY`)."""
     if api_key is None:
         return
-    given = request.headers.get("authorization", "")
-    scheme, _, key = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(key.strip().encode(), api_key.encode()):
-        raise ApiError(401, "a valid API key is needed: Authorization: Bearer KEY", code="invalid_api_key")
+    scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+    given = [request.headers.get("x-api-key", "")] + ([bearer] if scheme.lower() == "bearer" else [])
+    if not any(key.strip() and hmac.compare_digest(key.strip().encode(), api_key.encode()) for key in given):
+        message = "a valid API key is needed: Authorization: Bearer KEY (or x-api-key: KEY)"
+        raise ApiError(401, message, code="invalid_api_key")
 
 
 async def read_json(request: Request, limit: int) -> object:

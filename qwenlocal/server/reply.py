@@ -25,6 +25,7 @@ class Assembler:
         self._pending = ""  # answer text held back: it may begin a stop string or a call
         self._call: str | None = None  # the text from a call's opening tag on
         self.stopped = False
+        self.stop_found: str | None = None  # the `stop` string that ended the answer
         self.content = self.reasoning = ""
         self.calls: list[ToolCall] = []
 
@@ -45,12 +46,12 @@ class Assembler:
         self._pending += text
         found = [(self._pending.find(t), t, is_call) for t, is_call in self._targets if t in self._pending]
         if found:
-            cut, _, is_call = min(found)
+            cut, target, is_call = min(found)
             before, rest, self._pending = self._pending[:cut], self._pending[cut:], ""
             if is_call:
                 self._call = rest
                 return self._say(before.rstrip())
-            self.stopped = True
+            self.stopped, self.stop_found = True, target
             return self._say(before)
         hold = max((partial_suffix(self._pending, t) for t, _ in self._targets), default=0)
         out = self._pending[: len(self._pending) - hold]
