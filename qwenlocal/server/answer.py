@@ -7,7 +7,7 @@ generation failed, the server is shutting down)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.requests import Request
 
@@ -21,6 +21,33 @@ def sse(data: dict | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
 
 
+async def relay(
+    job: Job,
+    items: list,
+    more: Callable[[], Awaitable[list]],
+    opening: list[str],
+    step: Callable[[object], tuple[list[str], bool]],
+) -> AsyncIterator[str]:
+    """A stream in any API's shape: `step(item)` turns each of the worker's items (an event, Done,
+    the exception the generation raised, END) into that API's server-sent events, and says
+    whether it was the last. What came while the event loop was busy goes out in one write; the
+    generation is cancelled when the stream ends early (the client went away, a shutdown)."""
+    try:
+        out = list(opening)
+        while True:
+            for item in items:
+                events, last = step(item)
+                out += events
+                if last:
+                    yield "".join(out)
+                    return
+            if out:
+                yield "".join(out)
+            out, items = [], await more()
+    finally:  # also when the client went away and the response was cancelled
+        job.cancel()
+
+
 class Answer:
     """One request's answer: the job's events through the assembler, streamed or collected."""
 
@@ -30,31 +57,23 @@ class Answer:
     async def batch(self) -> list:
         return await self.job.batch(self.request.is_disconnected)
 
-    def _chunks(self, item: object, include_usage: bool) -> list[str]:
+    def _chunks(self, item: object, include_usage: bool) -> tuple[list[str], bool]:
+        """OpenAI's chunks of one item, and whether the stream ends (then with `data: [DONE]`)."""
         reply = self.reply
+        if item is END:
+            return [sse("[DONE]")], True
         if isinstance(item, Exception):
-            return [sse(api_error(item).body())]
+            return [sse(api_error(item).body()), sse("[DONE]")], True
         if not isinstance(item, Done):
-            return [sse(reply.chunk(delta)) for delta in self.assembler.feed(item)]
+            return [sse(reply.chunk(delta)) for delta in self.assembler.feed(item)], False
         deltas, finish = self.assembler.finish(item)
         chunks = [sse(reply.chunk(delta)) for delta in deltas] + [sse(reply.chunk({}, finish))]
-        return chunks + ([sse(reply.usage_chunk(item.stats))] if include_usage else [])
+        usage = [sse(reply.usage_chunk(item.stats))] if include_usage else []
+        return [*chunks, *usage, sse("[DONE]")], True
 
-    async def stream(self, items: list, include_usage: bool) -> AsyncIterator[str]:
-        try:
-            chunks = [sse(self.reply.chunk({"role": "assistant", "content": ""}))]
-            while True:
-                for item in items:
-                    if item is not END:
-                        chunks += self._chunks(item, include_usage)
-                    if item is END or isinstance(item, Done | Exception):  # nothing comes after
-                        yield "".join(chunks) + sse("[DONE]")
-                        return
-                if chunks:
-                    yield "".join(chunks)  # what came meanwhile, in one write
-                chunks, items = [], await self.batch()
-        finally:  # also when the client went away and the response was cancelled
-            self.job.cancel()
+    def stream(self, items: list, include_usage: bool) -> AsyncIterator[str]:
+        opening = [sse(self.reply.chunk({"role": "assistant", "content": ""}))]
+        return relay(self.job, items, self.batch, opening, lambda item: self._chunks(item, include_usage))
 
     async def collect(self, items: list) -> dict | None:
         done, finish = None, "stop"

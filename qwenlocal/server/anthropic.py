@@ -7,14 +7,12 @@ answers it in Anthropic's shape."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ..engine import GenerateOptions
-from ..errors import QwenlocalError
 from .openai import INT32, _number, answer_grammar, bad, sampling, schema
+from .openai import image as decoded
 
 SIGNATURE = "qwenlocal"  # a thinking block's `signature`: clients expect one; nothing checks it
 
@@ -254,21 +252,12 @@ def tool_use(block: dict, where: str) -> dict:
 
 
 def image(block: dict, where: str):
-    """A base64 image source as an Image, checked as images are everywhere (qwenlocal.images.load:
-    a bad one is a 400 with the reason). A `url` source is refused: the server fetches nothing."""
-    from ..images import load
-
+    """A base64 image source as an Image (openai.image's checks). A `url` source is refused: the
+    server fetches nothing."""
     source = block.get("source")
     kind = source.get("type") if isinstance(source, dict) else None
     if kind == "url":
         raise bad(f"{where}.source: the server fetches no URLs; send the image as base64 data", where)
     if kind != "base64" or not isinstance(source.get("data"), str):
         raise bad(f'{where}.source must be {{"type": "base64", "media_type": ..., "data": ...}}', where)
-    try:
-        data = base64.b64decode(source["data"], validate=True)
-    except (binascii.Error, ValueError):
-        raise bad(f"{where}.source.data holds invalid base64", where) from None
-    try:
-        return load(data, where)
-    except QwenlocalError as error:
-        raise bad(f"{error.message} ({error.hint})" if error.hint else error.message, where) from None
+    return decoded(source["data"], f"{where}.source.data", where)

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from ..engine.toolcall import ToolCall
 from ..events import Done, PromptProgress, Stats
-from .answer import Answer
+from .answer import Answer, relay
 from .anthropic import SIGNATURE, parse_request
 from .openai import ApiError
 from .protocol import api_error, authorize, read_json
@@ -198,26 +198,19 @@ class MessageReply:
         return [*out, event("content_block_stop", {"type": "content_block_stop", "index": self._index})]
 
 
-async def stream(answer: Answer, reply: MessageReply, items: list) -> AsyncIterator[str]:
-    """The message's events; what came while the event loop was busy goes out in one write."""
-    try:
-        chunks = reply.start(items)
-        while True:
-            for item in items:
-                if item is END:  # the client went away
-                    return
-                if isinstance(item, Exception):
-                    yield "".join(chunks) + event("error", error_body(api_error(item)))
-                    return
-                if isinstance(item, Done):
-                    yield "".join(chunks + reply.finish(item))
-                    return
-                chunks += reply.feed(item)
-            if chunks:
-                yield "".join(chunks)
-            chunks, items = [], await answer.batch()
-    finally:  # also when the client went away and the response was cancelled
-        answer.job.cancel()
+def stream(answer: Answer, reply: MessageReply, items: list) -> AsyncIterator[str]:
+    """The message's events (answer.relay's loop); the client gone (END), nothing more is sent."""
+
+    def step(item: object) -> tuple[list[str], bool]:
+        if item is END:
+            return [], True
+        if isinstance(item, Exception):
+            return [event("error", error_body(api_error(item)))], True
+        if isinstance(item, Done):
+            return reply.finish(item), True
+        return reply.feed(item), False
+
+    return relay(answer.job, items, answer.batch, reply.start(items), step)
 
 
 class MessagesRoutes:

@@ -199,21 +199,26 @@ def content(value: object, where: str) -> str | list[dict]:
 
 
 def image_part(part: dict, where: str):
-    """An `image_url` part (a base64 data: URI) as an Image, checked as images are everywhere
-    (qwenlocal.images.load: a bad one is a 400 with the reason)."""
+    """An `image_url` part (a base64 data: URI) as an Image (see `image`)."""
+    image_url = part.get("image_url")
+    url = image_url.get("url") if isinstance(image_url, dict) else image_url
+    if not isinstance(url, str) or not url.startswith("data:") or ";base64," not in url:
+        raise bad(f"{where}.image_url.url must be a data: URI with base64 data (no fetching)", where)
+    return image(url.split(";base64,", 1)[1], f"{where}.image_url.url", where)
+
+
+def image(encoded: str, field: str, where: str):
+    """Base64 image data as an Image, checked as images are everywhere (qwenlocal.images.load: a
+    bad one is a 400 with the reason). `field` names the data in the error."""
     import base64
     import binascii
 
     from ..images import load
 
-    image_url = part.get("image_url")
-    url = image_url.get("url") if isinstance(image_url, dict) else image_url
-    if not isinstance(url, str) or not url.startswith("data:") or ";base64," not in url:
-        raise bad(f"{where}.image_url.url must be a data: URI with base64 data (no fetching)", where)
     try:
-        data = base64.b64decode(url.split(";base64,", 1)[1], validate=True)
+        data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise bad(f"{where}.image_url.url holds invalid base64", where) from None
+        raise bad(f"{field} holds invalid base64", where) from None
     try:
         return load(data, where)
     except QwenlocalError as error:

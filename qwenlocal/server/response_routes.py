@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..events import Done
+from .answer import relay
 from .openai import ApiError
 from .protocol import api_error, authorize, endpoint, read_json
 from .reply import Assembler
@@ -119,32 +120,24 @@ def input_error(error: ApiError) -> ApiError:
     return error
 
 
-async def stream(
+def stream(
     output: Output, job: Job, items: list, more: Callable[[], Awaitable[list]], kept: Callable[[], None]
 ) -> AsyncIterator[str]:
-    """The events as they come (what came while the event loop was busy, in one write); the last
-    is response.completed, .incomplete or .failed. The generation is cancelled if the client goes."""
-    try:
-        events = output.start()
-        while True:
-            for item in items:
-                if item is END:
-                    yield "".join(map(sse, events))
-                    return
-                if isinstance(item, Exception):
-                    yield "".join(map(sse, events + output.fail(api_error(item))))
-                    return
-                if isinstance(item, Done):
-                    events += output.finish(item)
-                    kept()
-                    yield "".join(map(sse, events))
-                    return
-                events += output.feed(item)
-            if events:
-                yield "".join(map(sse, events))
-            events, items = [], await more()
-    finally:  # also when the client went away and the response was cancelled
-        job.cancel()
+    """The events as they come (answer.relay's loop); the last is response.completed, .incomplete
+    or .failed. The generation is cancelled if the client goes."""
+
+    def step(item: object) -> tuple[list[str], bool]:
+        if item is END:
+            return [], True
+        if isinstance(item, Exception):
+            return [*map(sse, output.fail(api_error(item)))], True
+        if isinstance(item, Done):
+            events = [*map(sse, output.finish(item))]
+            kept()
+            return events, True
+        return [*map(sse, output.feed(item))], False
+
+    return relay(job, items, more, [*map(sse, output.start())], step)
 
 
 async def collect(output: Output, job: Job, items: list, more: Callable[[], Awaitable[list]]) -> dict | None:
