@@ -258,8 +258,8 @@ class ReasoningStream:
         self.open = False  # text was streamed and the line not yet closed
 
     def feed(self, text: str) -> None:
-        self.text += text
         if self.fold:
+            self.text += text  # what the tail shows, and the summary counts
             if self._tail is None:
                 self._started = time.monotonic()
                 self._tail = LiveTail(self.console, self.FOLD_LINES, "dim italic", from_end=True)

@@ -239,10 +239,10 @@ def load() -> Catalog:
     return parse(data, user=names)
 
 
-def resolve(name: str | None) -> Target | None:
-    """What a model name means, in the catalog with the user's entries; None for no name (the pick
-    chooses). '' is a name too (an unknown one)."""
-    return None if name is None else load().resolve(name)
+def resolve(name: str | None, catalog: Catalog | None = None) -> Target | None:
+    """What a model name means, in `catalog` (by default the shipped one with the user's entries);
+    None for no name (the pick chooses). '' is a name too (an unknown one)."""
+    return None if name is None else (catalog or load()).resolve(name)
 
 
 def spec_for_embedding(n_embd: int) -> ModelSpec | None:

@@ -112,7 +112,7 @@ def plan(settings: Settings, hw: Hardware | None = None, vision: bool = False) -
     """The choice for these settings and where its files are. With `vision`, the pick counts a
     projector's memory too, and the plan has the projector (see `projector_for`)."""
     cat = catalog_mod.load()
-    target = catalog_mod.resolve(settings.model)
+    target = catalog_mod.resolve(settings.model, cat)
     hw = hw or detect()
     want = dict(
         n_ctx=settings.ctx,

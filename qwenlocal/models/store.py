@@ -206,7 +206,8 @@ def not_downloaded(spec: ModelSpec, missing: list[QuantFile]) -> QwenlocalError:
 def target_quant(name: str | None, settings: Settings) -> tuple[ModelSpec, QuantFile]:
     """The catalog file a name stands for (`SIZE:mmproj`: the projector); no name (or no
     quantization): what the pick chooses."""
-    target = resolve(name)
+    cat = load()
+    target = resolve(name, cat)
     if isinstance(target, FileTarget):
         raise QwenlocalError(
             f"{name} is a local file, not a catalog model",
@@ -215,7 +216,7 @@ def target_quant(name: str | None, settings: Settings) -> tuple[ModelSpec, Quant
         )
     if target is not None and target.file is not None:
         return target.spec, target.file
-    choice = pick(detect(), load(), Want(model=target.spec if target else None, n_ctx=settings.ctx))
+    choice = pick(detect(), cat, Want(model=target.spec if target else None, n_ctx=settings.ctx))
     return choice.model, choice.quant
 
 

@@ -48,6 +48,31 @@ async def relay(
         job.cancel()
 
 
+async def gather(
+    job: Job,
+    items: list,
+    more: Callable[[], Awaitable[list]],
+    feed: Callable[[object], object],
+    finish: Callable[[Done], dict],
+) -> dict | None:
+    """An answer in any API's shape, whole once it is done: each event is fed, `finish(done)` makes
+    the result; None when the client went away first. The exception the generation raised is
+    raised (the status is not sent yet)."""
+    try:
+        while END not in items:
+            items += await more()
+        for item in items:
+            if isinstance(item, Exception):
+                raise api_error(item)
+            if isinstance(item, Done):
+                return finish(item)
+            if item is not END:
+                feed(item)
+    finally:
+        job.cancel()
+    return None
+
+
 class Answer:
     """One request's answer: the job's events through the assembler, streamed or collected."""
 
@@ -75,19 +100,9 @@ class Answer:
         opening = [sse(self.reply.chunk({"role": "assistant", "content": ""}))]
         return relay(self.job, items, self.batch, opening, lambda item: self._chunks(item, include_usage))
 
-    async def collect(self, items: list) -> dict | None:
-        done, finish = None, "stop"
-        try:
-            while END not in items:
-                items += await self.batch()
-            for item in items:
-                if isinstance(item, Exception):
-                    raise api_error(item)
-                if isinstance(item, Done):
-                    done, (_, finish) = item, self.assembler.finish(item)
-                    break
-                if item is not END:
-                    self.assembler.feed(item)
-        finally:
-            self.job.cancel()
-        return None if done is None else self.reply.completion(self.assembler, finish, done.stats)
+    def collect(self, items: list) -> Awaitable[dict | None]:
+        def completion(done: Done) -> dict:
+            _, finish = self.assembler.finish(done)
+            return self.reply.completion(self.assembler, finish, done.stats)
+
+        return gather(self.job, items, self.batch, self.assembler.feed, completion)

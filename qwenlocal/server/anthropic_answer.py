@@ -29,7 +29,7 @@ from ..events import Done, PromptProgress, Stats
 from .answer import Answer, relay
 from .anthropic import SIGNATURE, parse_request
 from .openai import ApiError
-from .protocol import api_error, authorize, read_json
+from .protocol import api_error
 from .reply import Assembler
 from .worker import END
 
@@ -227,9 +227,7 @@ class MessagesRoutes:
 
     async def messages(self, request: Request) -> Response:
         state = self.state
-        authorize(state.api_key, request)
-        state.ready()
-        ask = parse_request(await read_json(request, state.max_body), state.defaults)
+        ask = parse_request(await state.body(request), state.defaults)
         job, first = await state.start(request, ask)
         reply = MessageReply(state.label, Assembler(ask.tools, ask.options.stop))
         answer = Answer(request, job, reply, reply.assembler)
@@ -243,8 +241,7 @@ class MessagesRoutes:
 
     async def count_tokens(self, request: Request) -> Response:
         state = self.state
-        authorize(state.api_key, request)
+        ask = parse_request(await state.body(request), state.defaults, counting=True)
         engine = state.ready().engine
-        ask = parse_request(await read_json(request, state.max_body), state.defaults, counting=True)
         tokens = await run_in_threadpool(engine.prompt_tokens, ask.messages, ask.options.think, ask.tools)
         return JSONResponse({"input_tokens": len(tokens)})

@@ -81,6 +81,13 @@ class ServerState:
             raise ApiError(503, "the model is still loading; try again in a moment", code="model_loading")
         return self.loaded
 
+    async def body(self, request: Request) -> object:
+        """How every route that uses the model begins: the key checked, the model there (503 while
+        it loads), the request's JSON body read (within the size limit)."""
+        authorize(self.api_key, request)
+        self.ready()
+        return await read_json(request, self.max_body)
+
     async def start(self, request: Request, asked) -> tuple[Job, list]:
         """Start answering `asked` (its messages, options and tools) in the worker, and wait until
         the prompt is read: the job and its first events, or (raised, before any status is sent)
@@ -119,9 +126,7 @@ class Routes:
 
     async def chat(self, request: Request) -> Response:
         state = self.state
-        authorize(state.api_key, request)
-        state.ready()
-        chat = parse_request(await read_json(request, state.max_body), state.defaults)
+        chat = parse_request(await state.body(request), state.defaults)
         job, first = await state.start(request, chat)
         assembler = Assembler(None if chat.raw_text else chat.tools, chat.options.stop)
         return await respond(Answer(request, job, Reply(state.label), assembler), first, chat)
@@ -130,9 +135,8 @@ class Routes:
         """qwenlocal's own, for `chat --server`: the prompt's tokens (or its text), or 400 when it
         does not fit."""
         state = self.state
-        authorize(state.api_key, request)
+        body = await state.body(request)
         engine = state.ready().engine
-        body = await read_json(request, state.max_body)
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object")
         chat, think, offered = messages(body.get("messages")), bool(body.get("think")), tools(body)

@@ -21,9 +21,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..events import Done
-from .answer import relay
+from .answer import gather, relay
 from .openai import ApiError
-from .protocol import api_error, authorize, endpoint, read_json
+from .protocol import api_error, authorize, endpoint
 from .reply import Assembler
 from .response_output import Output
 from .responses import parse
@@ -82,9 +82,7 @@ class ResponsesRoutes:
 
     async def create(self, request: Request) -> Response:
         state = self.state
-        authorize(state.api_key, request)
-        state.ready()
-        asked = parse(await read_json(request, state.max_body), state.defaults, state.responses.conversation)
+        asked = parse(await state.body(request), state.defaults, state.responses.conversation)
         try:
             job, first = await state.start(request, asked)
         except ApiError as error:
@@ -102,7 +100,12 @@ class ResponsesRoutes:
             events = stream(output, job, first, more, kept)
             headers = {"Cache-Control": "no-cache"}
             return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-        answered = await collect(output, job, first, more)
+
+        def answer(done: Done) -> dict:
+            output.finish(done)
+            return output.response()
+
+        answered = await gather(job, first, more, output.feed, answer)
         if answered is None:
             return Response(status_code=499)  # the client went away
         kept()
@@ -138,21 +141,3 @@ def stream(
         return [*map(sse, output.feed(item))], False
 
     return relay(job, items, more, [*map(sse, output.start())], step)
-
-
-async def collect(output: Output, job: Job, items: list, more: Callable[[], Awaitable[list]]) -> dict | None:
-    """The whole response once it is done; None when the client went away first."""
-    try:
-        while END not in items:
-            items += await more()
-        for item in items:
-            if isinstance(item, Exception):
-                raise api_error(item)
-            if isinstance(item, Done):
-                output.finish(item)
-                return output.response()
-            if item is not END:
-                output.feed(item)
-    finally:
-        job.cancel()
-    return None
